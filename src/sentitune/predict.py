@@ -1,0 +1,90 @@
+"""Prediction: fast batch inference (length-sorted batches, dynamic padding, bf16 where the hardware has it).
+
+`SentimentModel.from_pretrained(path).predict(texts)` is the public face; `predict_proba` is the path
+`evaluate` and the baselines comparison use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import clean_text, tokenize_function
+from .models import LABELS, autocast, load_tokenizer, resolve_precision
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _padded(batch: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    width = max(map(len, batch))
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, seq in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+@torch.inference_mode()
+def margins_for_ids(model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64, precision: str = "auto") -> np.ndarray:
+    """logit(positive) - logit(negative) for already tokenized inputs, in the input order."""
+    device = next(model.parameters()).device
+    model.eval()
+    order = np.argsort([len(x) for x in input_ids], kind="stable")[::-1]
+    out = np.empty(len(input_ids), dtype=np.float32)
+    with autocast(resolve_precision(precision), device):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            logits = model(**_padded([input_ids[i] for i in rows], pad_id, device)).logits.float()
+            out[rows] = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def predict_proba(model_or_dir, texts: list[str], batch_size: int = 64, max_length: int | None = None,
+                  truncation: str | None = None, precision: str = "auto", tokenizer=None, clean: bool = True):
+    """(P(positive), margin, n_tokens) for raw texts; settings default to those the model was trained with."""
+    model = SentimentModel.from_pretrained(model_or_dir) if isinstance(model_or_dir, (str, Path)) else model_or_dir
+    if not isinstance(model, SentimentModel):
+        model = SentimentModel(model, tokenizer)
+    return model.predict_proba(texts, batch_size, max_length, truncation, precision, clean)
+
+
+class SentimentModel:
+    """A fine-tuned sentiment classifier with its tokenizer and the preprocessing it was trained with."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        settings = getattr(model.config, "sentitune", None) or {}
+        self.max_length = settings.get("max_length", 512)
+        self.truncation = settings.get("truncation", "head+tail")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False) -> "SentimentModel":
+        from .models import load_classifier
+
+        model = load_classifier(str(path), trust_remote_code=trust_remote_code)
+        return cls(model.to(_device()), load_tokenizer(str(path), trust_remote_code))
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64, max_length: int | None = None,
+                      truncation: str | None = None, precision: str = "auto", clean: bool = True):
+        """(P(positive), margin, n_tokens) per text."""
+        texts = [clean_text(t) for t in texts] if clean else list(texts)
+        encode = tokenize_function(self.tokenizer, max_length or self.max_length, truncation or self.truncation)
+        encoded = encode({"text": texts})
+        margin = margins_for_ids(self.model, encoded["input_ids"], self.tokenizer.pad_token_id or 0, batch_size, precision)
+        return sigmoid(margin), margin, np.asarray(encoded["n_tokens"])
+
+    def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[dict]:
+        """[{label, score}] per text, like `transformers.pipeline("text-classification")`."""
+        single = isinstance(texts, str)
+        prob, _, _ = self.predict_proba([texts] if single else texts, batch_size)
+        out = [{"label": LABELS[int(p >= 0.5)], "score": float(max(p, 1 - p))} for p in prob]
+        return out[0] if single else out
