@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def synthetic_reviews(n_per_class: int = 60, seed: int = 0) -> pd.DataFrame:
-    """Learnable toy reviews: positive ones praise, negative ones pan; movies grouped in tens."""
+    """Learnable toy reviews: positive ones praise, negative ones pan; 12 movies, each reviewed both ways."""
     import random
 
     rng = random.Random(seed)
@@ -45,7 +45,7 @@ def synthetic_reviews(n_per_class: int = 60, seed: int = 0) -> pd.DataFrame:
             text = " ".join(rng.choice(filler + words) for _ in range(rng.randint(8, 40)))
             rows.append({"text": f"{text} {rng.choice(words)}<br /><br />{rng.choice(words)}.", "label": label,
                          "rating": rng.choice([1, 2, 3, 4]) if label == 0 else rng.choice([7, 8, 9, 10]),
-                         "movie": f"tt{(i // 10) + 1000 * label:07d}"})
+                         "movie": f"tt{i % 12:07d}"})
     return pd.DataFrame(rows)
 
 

@@ -144,7 +144,7 @@ def _read_acl_tarball(path: Path) -> dict[str, pd.DataFrame]:
                     name = member.name.split("aclImdb/", 1)[-1]
                     entries[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise SentituneError(f"{path}: not a readable tar.gz archive ({exc}); pass aclImdb_v1.tar.gz as downloaded.") from None
+        raise SentituneError(f"{path}: not a readable tar.gz archive ({str(exc).splitlines()[0]}); pass aclImdb_v1.tar.gz as downloaded.") from None
     return _acl_frames(entries, str(path))
 
 
@@ -268,18 +268,19 @@ def _balanced_sample(df: pd.DataFrame, per_class: int | None, seed: int, where: 
     return pd.concat(parts).sort_values("idx", ignore_index=True)
 
 
-def _validation_mask(train: pd.DataFrame, size: float, seed: int) -> np.ndarray:
-    """Held-out rows: grouped by movie when known (no movie in both parts), stratified by label."""
+def holdout_mask(df: pd.DataFrame, size: float, seed: int, what: str = "validation_size") -> np.ndarray:
+    """Rows to hold out: grouped by movie when known (no movie on both sides), stratified by label, seeded."""
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     if not 0 < size < 1:
-        raise SentituneError(f"validation_size={size}: must be a share between 0 and 1, e.g. 0.1.")
-    mask = np.zeros(len(train), dtype=bool)
-    if "movie" in train.columns and train["movie"].notna().all():
-        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / size)), shuffle=True, random_state=seed)
-        _, held = next(folds.split(train, train["label"], groups=train["movie"]))
-    else:
-        _, held = train_test_split(np.arange(len(train)), test_size=size, stratify=train["label"], random_state=seed)
+        raise SentituneError(f"{what}={size}: must be a share between 0 and 1, e.g. 0.1.")
+    mask, held = np.zeros(len(df), dtype=bool), None
+    groups = df["movie"].nunique() if "movie" in df.columns and df["movie"].notna().all() else 0
+    if groups >= 4:
+        folds = StratifiedGroupKFold(n_splits=min(max(2, round(1 / size)), groups), shuffle=True, random_state=seed)
+        held = next((h for _, h in folds.split(df, df["label"], groups=df["movie"]) if df["label"].iloc[h].nunique() == 2), None)
+    if held is None:
+        _, held = train_test_split(np.arange(len(df)), test_size=size, stratify=df["label"], random_state=seed)
     mask[held] = True
     return mask
 
@@ -298,12 +299,11 @@ def prepare_frames(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = Non
     if cfg.clean:
         frames = {k: v.assign(text=v["text"].map(clean_text)) for k, v in frames.items()}
     train = frames["train"]
+    _check_classes(train, "train", cfg.data)
     report: dict = {"source": cfg.data, "raw_rows": {k: len(v) for k, v in frames.items()}}
     if "test" not in frames:
-        from sklearn.model_selection import train_test_split
-
-        keep, held = train_test_split(np.arange(len(train)), test_size=cfg.test_size, stratify=train["label"], random_state=cfg.seed)
-        frames["test"], train = train.iloc[held], train.iloc[keep]
+        held = holdout_mask(train, cfg.test_size, cfg.seed, "test_size")
+        frames["test"], train = train[held], train[~held]
         report["test_carved_from_train"] = cfg.test_size
     test = frames["test"]
     duplicated = train["text"].duplicated()
@@ -316,7 +316,7 @@ def prepare_frames(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = Non
     if cfg.drop_test_overlap:
         train = train[~overlap]
     train = train.reset_index(drop=True)
-    held = _validation_mask(train, cfg.validation_size, cfg.seed)
+    held = holdout_mask(train, cfg.validation_size, cfg.seed)
     out = {
         "train": _balanced_sample(train[~held], cfg.train_per_class, cfg.seed, f"{cfg.data} [train]"),
         "validation": _balanced_sample(train[held], cfg.validation_per_class, cfg.seed, f"{cfg.data} [validation]"),

@@ -1,0 +1,180 @@
+"""The `sentitune` command line: thin wrappers over the Python API, flags generated from the config dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import TrainConfig, load_config
+from .data import DataConfig
+from .errors import SentituneError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune transformers for sentiment and prove they beat their baselines.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+# DataConfig fields whose names clash with TrainConfig's get a `data-` prefix; DataConfig.data is plain --data.
+_DATA_FLAG = {"seed": "data_seed"}
+
+
+def _base_type(hint):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else hint
+
+
+def _config_parameters(cls, rename: dict[str, str] | None = None) -> list[inspect.Parameter]:
+    """One optional CLI flag per dataclass field, with the field's help string; nested dataclasses flattened."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        kind = _base_type(hints[f.name])
+        if dataclasses.is_dataclass(kind):
+            params += _config_parameters(kind, _DATA_FLAG)
+            continue
+        name = (rename or {}).get(f.name, f.name)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(None, *decls, help=f.metadata.get("help", ""), show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
+    return params
+
+
+def _overrides(kwargs: dict) -> dict:
+    """Split flat CLI values into TrainConfig fields and the nested `data` fields."""
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    reverse = {v: k for k, v in _DATA_FLAG.items()}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
+    out: dict = {"data": {}}
+    for name, value in kwargs.items():
+        if name in train_fields:
+            out[name] = value
+        elif reverse.get(name, name) in data_fields:
+            out["data"][reverse.get(name, name)] = value
+    return out
+
+
+def with_config_flags(extra: list[inspect.Parameter] | None = None):
+    """Decorate a command so that it takes every config field as a flag and receives a built TrainConfig."""
+
+    def wrap(fn):
+        def command(config: Optional[Path] = None, preset: Optional[str] = None, **kwargs):
+            own = {k: kwargs.pop(k) for k in list(kwargs) if k in fn_params}
+            return fn(load_config(config, preset, _overrides(kwargs)), **own)
+
+        fn_params = [p for p in inspect.signature(fn).parameters if p != "cfg"]
+        head = [
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="YAML file of config fields (flags override it)."), annotation=Optional[Path]),
+            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="cpu-quick, cpu-full, gpu-base or seed-nlptown."), annotation=Optional[str]),
+        ]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
+        command.__signature__ = inspect.Signature(head + own + _config_parameters(TrainConfig))
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        return command
+
+    return wrap
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    table = Table(title=title)
+    for column in ("split", "n", "accuracy", "95% CI", "F1", "ROC-AUC"):
+        table.add_column(column)
+    for split in ("validation", "test"):
+        m = metrics[split]
+        lo, hi = m["accuracy_ci95"]
+        table.add_row(split, str(m["n"]), f"{m['accuracy']:.4f}", f"[{lo:.3f}, {hi:.3f}]", f"{m['f1']:.4f}", f"{m['roc_auc']:.4f}")
+    console.print(table)
+
+
+@app.command("train")
+@with_config_flags()
+def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Continue the interrupted run of the same --name from its last checkpoint."),
+                  overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
+    """Fine-tune a model and write runs/<name>/ (model, metrics, predictions, logs, model card)."""
+    from .train import train
+
+    run_dir = train(cfg, resume=resume, overwrite=overwrite)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, {metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+
+
+@data_app.command("stats")
+def data_stats_command(
+    data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
+    model: Optional[str] = typer.Option(None, help="Tokenizer for the length statistics (default: the offline default model)."),
+    text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
+    label_threshold: Optional[float] = typer.Option(None, help="Labels are star ratings: >= threshold is positive."),
+    out: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
+):
+    """Counts per split and label, ratings, duplicates, token length percentiles, and a length histogram."""
+    from .config import default_model
+    from .datastats import dataset_stats, plot_lengths, stats_for_json
+    from .models import load_tokenizer
+
+    cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column, label_threshold=label_threshold)
+    stats = dataset_stats(cfg, load_tokenizer(model or default_model()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
+    png = plot_lengths(stats, out / "token_lengths.png")
+    _print_stats(stats)
+    console.print(f"wrote {out / 'stats.json'} and {png}")
+
+
+def _print_stats(stats: dict) -> None:
+    table = Table(title=f"{stats['source']}")
+    for column in ("split", "rows", "negative", "positive", "duplicates", "tokens p50", "p90", "p99", "> 256", "> 512"):
+        table.add_column(column)
+    for split, entry in stats["splits"].items():
+        tok = stats.get("tokens", {}).get(split)
+        cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}", f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
+        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}", str(entry["duplicate_texts"]), *cells)
+    console.print(table)
+    if "train_texts_in_test" in stats:
+        console.print(f"train texts also in test: {stats['train_texts_in_test']}")
+
+
+@app.command("predict")
+def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                    texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
+                    file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
+                    batch_size: int = typer.Option(64)):
+    """Classify new texts with a fine-tuned model; prints one JSON line per text."""
+    from .predict import SentimentModel
+
+    model_dir = model / "model" if (model / "model").is_dir() else model
+    if file:
+        if not file.is_file():
+            raise SentituneError(f"--file {file}: file not found.")
+        texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
+    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir).predict(texts, batch_size)):
+        print(json.dumps({"text": text[:80], **pred}))
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except SentituneError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,71 @@
+"""`sentitune data stats`: what is in a dataset before anyone trains on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DataConfig, clean_text, read_source
+
+
+def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
+    """Tokens per text, special tokens included, without truncation."""
+    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+
+
+def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFrame] | None = None) -> dict:
+    """Counts per split and label, ratings, duplicates and (given a tokenizer) token length percentiles."""
+    frames = frames or read_source(cfg.data, cfg)
+    texts = {k: (v["text"].map(clean_text) if cfg.clean else v["text"]) for k, v in frames.items()}
+    stats: dict = {"source": cfg.data, "splits": {}}
+    for split, df in frames.items():
+        entry = {"rows": len(df), "labels": {int(k): int(v) for k, v in df["label"].value_counts().sort_index().items()},
+                 "duplicate_texts": int(texts[split].duplicated().sum())}
+        if "rating" in df.columns:
+            entry["ratings"] = {int(k): int(v) for k, v in df["rating"].value_counts().sort_index().items()}
+        stats["splits"][split] = entry
+    if "test" in texts:
+        stats["train_texts_in_test"] = int(texts["train"].isin(set(texts["test"])).sum())
+    if tokenizer is not None:
+        stats["tokenizer"] = tokenizer.name_or_path
+        stats["tokens"] = {split: _length_summary(token_lengths(list(t), tokenizer)) for split, t in texts.items() if split != "unsupervised"}
+    return stats
+
+
+def _length_summary(lengths: np.ndarray) -> dict:
+    pct = np.percentile(lengths, [50, 90, 95, 99])
+    return {"mean": float(lengths.mean()), "p50": float(pct[0]), "p90": float(pct[1]), "p95": float(pct[2]),
+            "p99": float(pct[3]), "max": int(lengths.max()), "share_over_256": float((lengths > 256).mean()),
+            "share_over_512": float((lengths > 512).mean()), "lengths": lengths}
+
+
+def plot_lengths(stats: dict, path: Path) -> Path:
+    """Histogram of token lengths per split with the 256 and 512 limits marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for split, summary in stats["tokens"].items():
+        ax.hist(np.minimum(summary["lengths"], 2000), bins=80, alpha=0.5, label=f"{split} (median {summary['p50']:.0f})")
+    for limit in (256, 512):
+        ax.axvline(limit, color="black", linestyle="--", linewidth=1)
+        ax.text(limit, ax.get_ylim()[1] * 0.95, f" {limit}", va="top")
+    ax.set(xlabel="tokens per review (clipped at 2000)", ylabel="reviews", title=f"Token lengths: {stats['tokenizer']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def stats_for_json(stats: dict) -> dict:
+    """`dataset_stats` without the raw length arrays."""
+    out = dict(stats)
+    if "tokens" in out:
+        out["tokens"] = {k: {m: v for m, v in s.items() if m != "lengths"} for k, s in out["tokens"].items()}
+    return out
