@@ -6,10 +6,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
+from pathlib import Path
 
 import numpy as np
-from scipy import stats
+import pandas as pd
+import yaml
+from scipy import optimize, stats
 from sklearn import metrics as skm
 
 from .errors import SentituneError
@@ -132,3 +138,297 @@ def mcnemar(correct_a, correct_b) -> dict:
         "chi2": float(chi2),
         "p_value_chi2": p_chi2,
     }
+
+
+# ---------------------------------------------------------------- temperature scaling
+
+
+def margins_of(frame: pd.DataFrame) -> np.ndarray:
+    """Logit margins (logit_pos - logit_neg): the `margin` column, else recovered from `prob`."""
+    if "margin" in frame and frame["margin"].notna().all():
+        return frame["margin"].to_numpy(float)
+    p = np.clip(frame["prob"].to_numpy(float), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def fit_temperature(labels, margins) -> float:
+    """Temperature T minimising the log loss of sigmoid(margin / T) (Guo et al., 2017); T > 1 softens."""
+    y = np.asarray(labels, dtype=float)
+    m = np.asarray(margins, dtype=float)
+
+    def nll(log_t: float) -> float:
+        z = m / np.exp(log_t)
+        # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
+        return float(np.mean(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)))
+
+    # optimise log T so that T stays positive; [1/20, 20] covers any sane model
+    result = optimize.minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+# ---------------------------------------------------------------- slices and error analysis
+
+NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|nowhere|hardly|barely|without)\b|n't\b", re.IGNORECASE)
+
+
+def has_negation(texts) -> np.ndarray:
+    """True where a text contains a negation word (not, never, n't, ...)."""
+    return np.array([bool(NEGATION.search(t or "")) for t in texts], dtype=bool)
+
+
+def length_buckets(n_tokens: np.ndarray, max_length: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket label per example and the bucket order, with edges at max_length/2, max_length and 2x max_length."""
+    edges = [max_length // 2, max_length, 2 * max_length]
+    names = [f"<= {edges[0]}", f"{edges[0] + 1}-{edges[1]}", f"{edges[1] + 1}-{edges[2]}", f"> {edges[2]}"]
+    which = np.searchsorted(edges, n_tokens, side="left")
+    return np.array(names, dtype=object)[which], names
+
+
+def slice_rows(correct: np.ndarray, groups: np.ndarray, order: list) -> list[dict]:
+    """Accuracy with its Wilson interval per group, in `order`, skipping empty groups."""
+    rows = []
+    for group in order:
+        mask = groups == group
+        n = int(mask.sum())
+        if n:
+            k = int(correct[mask].sum())
+            rows.append({"group": str(group), "n": n, "accuracy": k / n, "accuracy_ci95": wilson_interval(k, n)})
+    return rows
+
+
+def slices(frame: pd.DataFrame, max_length: int, threshold: float = 0.5) -> dict[str, list[dict]]:
+    """Accuracy by review length (tokens), true star rating, truncation and negation, where the columns exist."""
+    correct = ((frame["prob"].to_numpy(float) >= threshold).astype(int) == frame["label"].to_numpy(int))
+    out: dict[str, list[dict]] = {}
+    if "n_tokens" in frame:
+        groups, order = length_buckets(frame["n_tokens"].to_numpy(int), max_length)
+        out["length"] = slice_rows(correct, groups, order)
+    if "rating" in frame and (frame["rating"] > 0).any():
+        ratings = frame["rating"].fillna(-1).to_numpy(int)
+        out["rating"] = slice_rows(correct, ratings, sorted(set(ratings) - {-1}))
+    if "truncated" in frame:
+        truncated = np.where(frame["truncated"].to_numpy(bool), "truncated", "not truncated")
+        out["truncation"] = slice_rows(correct, truncated, ["not truncated", "truncated"])
+    if "text" in frame:
+        negation = np.where(has_negation(frame["text"]), "with negation", "without negation")
+        out["negation"] = slice_rows(correct, negation, ["without negation", "with negation"])
+    return out
+
+
+def weakest_slice(slice_tables: dict[str, list[dict]], min_n: int = 20) -> dict | None:
+    """The group with the lowest accuracy among groups of at least `min_n` examples: {slice, group, n, accuracy, ...}."""
+    rows = [{"slice": name, **row} for name, table in slice_tables.items() for row in table if row["n"] >= min_n]
+    return min(rows, key=lambda r: r["accuracy"]) if rows else None
+
+
+def excerpt(text: str, chars: int = 400) -> str:
+    """The start and end of a long text joined by an ellipsis (reviews often conclude at the end)."""
+    text = text or ""
+    if len(text) <= chars:
+        return text
+    head = chars * 2 // 3
+    return text[:head].rstrip() + " [...] " + text[-(chars - head):].lstrip()
+
+
+def example_rows(frame: pd.DataFrame, excerpt_chars: int = 400) -> list[dict]:
+    """JSON-safe rows for the error tables: idx, label, prob, rating, n_tokens, truncated, text excerpt."""
+    rows = []
+    for row in frame.itertuples(index=False):
+        rows.append({
+            "idx": int(getattr(row, "idx", -1)),
+            "label": int(row.label),
+            "prob": float(row.prob),
+            "rating": int(getattr(row, "rating", -1)),
+            "n_tokens": int(getattr(row, "n_tokens", -1)),
+            "truncated": bool(getattr(row, "truncated", False)),
+            "text": excerpt(str(getattr(row, "text", "")), excerpt_chars),
+        })
+    return rows
+
+
+def error_examples(frame: pd.DataFrame, top_n: int = 10, threshold: float = 0.5) -> dict[str, list[dict]]:
+    """The most confident false positives and false negatives, and the examples closest to the threshold."""
+    pred = frame["prob"] >= threshold
+    false_pos = frame[pred & (frame["label"] == 0)].sort_values("prob", ascending=False)
+    false_neg = frame[~pred & (frame["label"] == 1)].sort_values("prob", ascending=True)
+    least_sure = frame.iloc[np.argsort(np.abs(frame["prob"].to_numpy(float) - threshold), kind="stable")]
+    return {
+        "false_positives": example_rows(false_pos.head(top_n)),
+        "false_negatives": example_rows(false_neg.head(top_n)),
+        "least_sure": example_rows(least_sure.head(top_n)),
+        "n_false_positives": int(len(false_pos)),
+        "n_false_negatives": int(len(false_neg)),
+    }
+
+
+# ---------------------------------------------------------------- a whole run
+
+PREDICTION_COLUMNS = ("label", "prob")
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame:
+    """`RUN/predictions.parquet` with its required columns checked."""
+    path = Path(run_dir) / "predictions.parquet"
+    if not path.is_file():
+        raise SentituneError(f"{path}: not found; train the run first (sentitune train) or pass --data to predict afresh.")
+    frame = pd.read_parquet(path)
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame]
+    if missing:
+        raise SentituneError(f"{path}: missing column(s) {missing}; it should come from sentitune train.")
+    return frame
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """`RUN/config.yaml` as a dict ({} when absent)."""
+    path = Path(run_dir) / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file as a dict ({} when absent)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of one split (all rows when the frame has no split column)."""
+    return frame[frame["split"] == split].reset_index(drop=True) if "split" in frame else frame.reset_index(drop=True)
+
+
+def predict_on_data(run_dir: Path, data_cfg, config: dict, split: str = "test") -> tuple[pd.DataFrame, dict]:
+    """Predict one split of another labelled dataset with the run's saved model: (frame, examples descriptor)."""
+    from .data import examples_descriptor, prepare_frames
+    from .predict import predict_proba
+
+    model_dir = Path(run_dir) / "model"
+    if not model_dir.is_dir():
+        raise SentituneError(f"{model_dir}: no saved model in the run folder; train it first.")
+    frames, _ = prepare_frames(data_cfg)
+    frame = frames[split].reset_index(drop=True)
+    max_length = int(config.get("max_length", 512))
+    prob, margin, n_tokens = predict_proba(model_dir, frame["text"].tolist(), batch_size=int(config.get("eval_batch_size", 64)),
+                                           max_length=max_length, truncation=config.get("truncation", "head+tail"))
+    frame = frame.assign(split=split, prob=np.asarray(prob, float), margin=np.asarray(margin, float),
+                         n_tokens=np.asarray(n_tokens, int), truncated=np.asarray(n_tokens) > max_length,
+                         rating=frame["rating"] if "rating" in frame else -1)
+    frame["pred"] = (frame["prob"] >= 0.5).astype(int)
+    return frame, examples_descriptor(frame, split, data_cfg)
+
+
+def temperature_section(validation: pd.DataFrame, evaluated: pd.DataFrame, threshold: float) -> dict | None:
+    """Temperature fitted on validation and the evaluated split's metrics before/after, or None without validation rows."""
+    if validation.empty or validation["label"].nunique() < 2:
+        return None
+    t = fit_temperature(validation["label"], margins_of(validation))
+    labels = evaluated["label"].to_numpy(int)
+    before, after = evaluated["prob"].to_numpy(float), sigmoid(margins_of(evaluated) / t)
+    return {
+        "value": t,
+        "fitted_on": "validation",
+        "n_fit": int(len(validation)),
+        "metrics_before": classification_metrics(labels, before, threshold),
+        "metrics_after": classification_metrics(labels, after, threshold),
+        "bins_after": calibration_bins(labels, after, threshold),
+    }
+
+
+def analyze(frame: pd.DataFrame, validation: pd.DataFrame | None = None, max_length: int = 512,
+            threshold: float = 0.5, top_n: int = 10, temperature: bool = True) -> dict:
+    """Everything the report needs from one scored split: metrics, calibration, temperature, slices, errors."""
+    labels, prob = frame["label"].to_numpy(int), frame["prob"].to_numpy(float)
+    with_temperature = temperature and validation is not None
+    return {
+        "n": int(len(frame)),
+        "threshold": threshold,
+        "max_length": max_length,
+        "metrics": classification_metrics(labels, prob, threshold),
+        "calibration_bins": calibration_bins(labels, prob, threshold),
+        "temperature": temperature_section(validation, frame, threshold) if with_temperature else None,
+        "slices": slices(frame, max_length, threshold),
+        "errors": error_examples(frame, top_n, threshold),
+    }
+
+
+def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n: int = 10,
+                 temperature: bool = True, plots: bool = True) -> dict:
+    """Score a run and write `RUN/evaluation.json` and `RUN/plots/*.png`; returns the evaluation dict.
+
+    Without `data_cfg` the run's own `predictions.parquet` is re-scored. With a `sentitune.data.DataConfig`
+    the saved model predicts `split` of that dataset (any labelled source the data layer reads), and the
+    results go to `RUN/evaluations/<dataset name>/` instead, so the run's own evaluation stays intact.
+    Temperature scaling is always fitted on the run's own validation predictions.
+    """
+    from . import plots as plotting
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SentituneError(f"{run_dir}: run folder not found; pass a folder made by sentitune train.")
+    config, run_metrics = read_run_config(run_dir), read_json(run_dir / "metrics.json")
+    predictions = read_predictions(run_dir)
+    validation = split_rows(predictions, "validation") if "split" in predictions else None
+    if data_cfg is None:
+        frame, examples, out_dir = split_rows(predictions, split), run_metrics.get("examples", {}).get(split), run_dir
+        source = (config.get("data") or {}).get("data")
+    else:
+        frame, examples = predict_on_data(run_dir, data_cfg, config, split)
+        source = data_cfg.data
+        out_dir = run_dir / "evaluations" / dataset_slug(source)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out_dir / "predictions.parquet", index=False)
+    if frame.empty:
+        raise SentituneError(f"{run_dir / 'predictions.parquet'}: no rows for split '{split}'; choose validation or test.")
+    evaluation = {"run": config.get("name") or run_dir.name, "split": split, "data": source, "examples": examples,
+                  **analyze(frame, validation, int(config.get("max_length", 512)), top_n=top_n, temperature=temperature)}
+    evaluation["matches_metrics_json"] = matches_metrics_json(evaluation["metrics"], run_metrics.get(split)) if data_cfg is None else None
+    if plots:
+        evaluation["plots"] = {name: str(path.relative_to(out_dir)) for name, path in
+                               plotting.evaluation_plots(frame, evaluation, out_dir / "plots").items()}
+        log = read_log(run_dir)
+        if data_cfg is None and log:
+            evaluation["plots"].update({name: str(path.relative_to(out_dir)) for name, path in
+                                        plotting.training_plots(log, out_dir / "plots").items()})
+    atomic_write_text(out_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+    return evaluation
+
+
+def matches_metrics_json(metrics: dict, recorded: dict | None, tolerance: float = 1e-6) -> bool | None:
+    """Whether the recomputed headline numbers equal those recorded at training time (None when none were)."""
+    if not recorded:
+        return None
+    keys = [k for k in ("n", "accuracy", "f1", "roc_auc") if recorded.get(k) is not None and metrics.get(k) is not None]
+    return all(abs(float(metrics[k]) - float(recorded[k])) <= tolerance for k in keys)
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    """`RUN/log.jsonl` as a list of event dicts, skipping blank or torn lines (the file may still be growing)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in records if isinstance(r, dict)]
+
+
+def dataset_slug(source: str) -> str:
+    """A folder name for a dataset source: its last path part or Hub id, in safe characters."""
+    name = Path(str(source).rstrip("/")).name or "data"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "data"
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write `text` to a temporary sibling, then rename it over `path` (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
