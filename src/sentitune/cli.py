@@ -77,7 +77,8 @@ def with_config_flags(extra: list[inspect.Parameter] | None = None):
             inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="YAML file of config fields (flags override it)."), annotation=Optional[Path]),
             inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="cpu-quick, cpu-full, gpu-base or seed-nlptown."), annotation=Optional[str]),
         ]
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
+        hints = typing.get_type_hints(fn)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[n]) for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
         command.__signature__ = inspect.Signature(head + own + _config_parameters(TrainConfig))
         command.__name__, command.__doc__ = fn.__name__, fn.__doc__
         return command
@@ -104,6 +105,8 @@ def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Con
     from .train import train
 
     run_dir = train(cfg, resume=resume, overwrite=overwrite)
+    if run_dir is None:  # a DDP rank other than 0
+        return
     metrics = json.loads((run_dir / "metrics.json").read_text())
     _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, {metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
 
@@ -171,10 +174,6 @@ def main() -> None:
         sys.exit(2)
     except (typer.Exit, typer.Abort) as exc:
         sys.exit(getattr(exc, "exit_code", 1))
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except typer.TyperException as exc:  # usage errors (unknown flag, bad value) arrive here with standalone_mode=False
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -393,14 +393,18 @@ def tokenize_function(tokenizer, max_length: int, truncation: str):
     return tokenize
 
 
-def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail", cache_dir: str | None = None):
-    """Tokenize every split through `datasets.map`, cached on disk by content, tokenizer and settings."""
+def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail", cache_dir: str | None = None,
+                    use_cache: bool = True):
+    """Tokenize every split through `datasets.map`, cached on disk by content, tokenizer and settings.
+
+    `use_cache=False` keeps the result in memory (DDP ranks other than 0, so that two processes never
+    write the same cache file)."""
     cache = Path(cache_dir or os.environ.get("SENTITUNE_CACHE", Path.home() / ".cache" / "sentitune")) / "tokenized"
     cache.mkdir(parents=True, exist_ok=True)
     fn = tokenize_function(tokenizer, max_length, truncation)
     out = {}
     for split, ds in splits.items():
         key = hashlib.sha256(f"{ds._fingerprint}|{tokenizer.name_or_path}|{len(tokenizer)}|{max_length}|{truncation}".encode()).hexdigest()[:20]
-        out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(cache / f"{key}.arrow"),
-                            load_from_cache_file=True, desc=f"tokenize {split}")
+        out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(cache / f"{key}.arrow") if use_cache else None,
+                            load_from_cache_file=use_cache, desc=f"tokenize {split}")
     return type(splits)(out)

@@ -38,15 +38,16 @@ class JsonlLogger(TrainerCallback):
     """Every Trainer log event as a JSON line (with examples/s) and as TensorBoard scalars."""
 
     def __init__(self, path: Path, tb_dir: Path, examples_per_step: int):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.path, self.examples_per_step = path, examples_per_step
-        self.writer = SummaryWriter(str(tb_dir))
-        self.last = (0, time.perf_counter())
+        self.path, self.tb_dir, self.examples_per_step = path, tb_dir, examples_per_step
+        self.writer, self.last = None, (0, time.perf_counter())
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.tb_dir))
         step, now = state.global_step, time.perf_counter()
         record = {"step": step, "epoch": state.epoch, **logs}
         if "loss" in logs and step > self.last[0]:
@@ -170,6 +171,8 @@ def run_paths(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, Pa
     """The final run folder and the work folder it is built in (renamed into place only when complete)."""
     run_dir = Path(cfg.output_dir) / cfg.name
     work_dir = Path(cfg.output_dir) / f".{cfg.name}.partial"
+    if _rank() != 0:  # under DDP only rank 0 owns the folders
+        return run_dir, work_dir
     if run_dir.exists() and not overwrite:
         raise SentituneError(f"{run_dir}: a finished run already exists; pass --name to choose another or --overwrite to replace it.")
     if work_dir.exists() and not resume:
@@ -180,6 +183,10 @@ def run_paths(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, Pa
         raise SentituneError(f"--resume: nothing to resume at {work_dir}; run without --resume.")
     work_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, work_dir
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", 0))
 
 
 def hardware() -> dict:
@@ -229,15 +236,16 @@ def save_model(trainer: Trainer, tokenizer, cfg: TrainConfig, model_dir: Path) -
     tokenizer.save_pretrained(str(model_dir))
 
 
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder."""
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Path | None:
+    """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0)."""
     quiet_transformers()
     run_dir, work_dir = run_paths(cfg, resume, overwrite)
-    cfg.save(work_dir / "config.yaml")
+    if _rank() == 0:
+        cfg.save(work_dir / "config.yaml")
     splits, data_report = prepare_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code)
-    tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation)
+    tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation, use_cache=_rank() == 0)
     precision = resolve_precision(cfg.precision)
     trainer = build_trainer(cfg, model, tokenizer, tokenized, precision, work_dir)
     checkpoint = get_last_checkpoint(str(work_dir / "checkpoints")) if resume and (work_dir / "checkpoints").is_dir() else None
@@ -245,7 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     result = trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
-        return run_dir
+        return None
     preds = predictions_frame(trainer.model, tokenizer, splits, tokenized, cfg, precision)
     stats = {"wall_time_s": wall, "train_examples_per_s": result.metrics.get("train_samples_per_second"),
              "train_samples": len(tokenized["train"]), "steps": trainer.state.global_step,

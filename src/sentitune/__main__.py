@@ -1,0 +1,5 @@
+"""`python -m sentitune` (also what `torchrun -m sentitune train ...` runs)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,184 @@
+"""The training engine on a tiny random BERT: a complete run folder, pipeline() reload, kill -9 + resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import IMDB, tiny_bert
+
+from sentitune.config import PRESETS, load_config
+from sentitune.errors import SentituneError
+from sentitune.train import train
+
+
+def tiny_config(model: Path, data: Path, out: Path, name: str = "tiny", **overrides):
+    values = {"model": str(model), "output_dir": str(out), "name": name, "max_steps": 8, "batch_size": 8,
+              "learning_rate": 1e-3, "logging_steps": 2, "eval_steps": 4, "max_length": 64,
+              "data": {"data": str(data), "validation_size": 0.2}}
+    return load_config(overrides={**values, **overrides})
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    from conftest import synthetic_reviews
+
+    synthetic_reviews(60, 0).to_parquet(data / "train.parquet")
+    synthetic_reviews(30, 1).to_parquet(data / "test.parquet")
+    cfg = tiny_config(tiny_model, data, tmp_path_factory.mktemp("runs"))
+    return train(cfg), cfg, data
+
+
+def test_run_folder_is_complete(tiny_run):
+    run_dir, cfg, _ = tiny_run
+    assert {p.name for p in run_dir.iterdir()} >= {"model", "config.yaml", "metrics.json", "predictions.parquet", "log.jsonl", "tb"}
+    assert not any(p.name.endswith(".partial") for p in run_dir.parent.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert {"accuracy", "accuracy_ci95", "f1", "precision", "recall", "roc_auc", "confusion_matrix", "log_loss"} <= set(metrics[split])
+    assert metrics["test"]["n"] == 60 and metrics["examples"]["test"]["size"] == 60
+    assert metrics["train"]["precision"] in {"bf16", "fp32"} and metrics["train"]["steps"] > 0
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    assert set(preds["split"]) == {"validation", "test"}
+    assert ((preds["prob"] >= 0.5).astype(int) == preds["pred"]).all()
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any("loss" in r and r["examples_per_s"] > 0 for r in logs) and any("eval_f1" in r for r in logs)
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_saved_config_rebuilds_the_same_config(tiny_run):
+    run_dir, cfg, _ = tiny_run
+    assert load_config(run_dir / "config.yaml") == cfg
+
+
+def test_pipeline_loads_the_model_with_labels_and_same_predictions(tiny_run):
+    from transformers import pipeline
+
+    from sentitune.predict import SentimentModel
+
+    run_dir, _, _ = tiny_run
+    preds = pd.read_parquet(run_dir / "predictions.parquet").query("split == 'test' and not truncated")
+    clf = pipeline("text-classification", model=str(run_dir / "model"), top_k=None)
+    texts = preds["text"].tolist()[:20]
+    piped = np.array([{d["label"]: d["score"] for d in out}["positive"] for out in clf(texts)])
+    ours, _, _ = SentimentModel.from_pretrained(run_dir / "model").predict_proba(texts, precision="fp32")
+    assert np.allclose(piped, ours, atol=1e-5)
+    assert np.allclose(preds["prob"].to_numpy()[:20], ours, atol=0.02)  # training-time predictions ran in bf16
+
+
+def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_path):
+    _, _, data = tiny_run
+    args = ["train", "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2", "--output-dir", str(tmp_path),
+            "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3", "--eval-steps", "4", "--max-length", "64",
+            "--early-stopping-patience", "0"]
+    assert cli(*args, "--name", "straight").returncode == 0
+    killed = cli(*args, "--name", "resumed", env={"SENTITUNE_KILL_AFTER_STEP": "4"})
+    assert killed.returncode == -9 and (tmp_path / ".resumed.partial" / "checkpoints" / "checkpoint-4").is_dir()
+    assert not (tmp_path / "resumed").exists()  # nothing that looks complete after a crash
+    resumed = cli(*args, "--name", "resumed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert again["train"]["resumed_from"] == "checkpoint-4"
+    for split in ("validation", "test"):
+        assert again[split]["accuracy"] == straight[split]["accuracy"]
+        assert again[split]["log_loss"] == pytest.approx(straight[split]["log_loss"], abs=1e-6)
+
+
+def test_two_process_ddp_on_cpu(tiny_model, tiny_run, tmp_path):
+    _, _, data = tiny_run
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "sentitune", "train", "--model", str(tiny_model),
+         "--data", str(data), "--validation-size", "0.2", "--output-dir", str(tmp_path), "--name", "ddp", "--max-steps", "4",
+         "--batch-size", "4", "--max-length", "64"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 4 and metrics["test"]["n"] == 60
+
+
+def test_a_different_head_is_reinitialised(tmp_path, caplog):
+    from sentitune.models import load_classifier
+
+    stars = {i: f"{i + 1} star{'s' if i else ''}" for i in range(5)}
+    model = load_classifier(str(tiny_bert(tmp_path / "stars", num_labels=5, id2label=stars)))
+    assert model.config.id2label == {0: "negative", 1: "positive"} and model.classifier.out_features == 2
+    assert "re-initialising" in caplog.text and "5-label head" in caplog.text
+
+
+def test_dropout_overrides_reach_the_model_config(tiny_model):
+    from sentitune.models import load_classifier
+
+    model = load_classifier(str(tiny_model), dropout=0.25, attention_dropout=0.0)
+    assert model.config.hidden_dropout_prob == 0.25 and model.config.attention_probs_dropout_prob == 0.0
+
+
+def test_precision_is_decided_from_the_hardware(monkeypatch):
+    import sentitune.models as models
+
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
+    assert models.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
+    assert models.resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models.torch.cuda, "is_bf16_supported", lambda: False)
+    assert models.resolve_precision("auto") == "fp16"
+    assert models.resolve_precision("fp32") == "fp32"
+    with pytest.raises(SentituneError, match="--precision"):
+        models.resolve_precision("int8")
+
+
+def test_class_weights_weight_the_rare_class():
+    import torch
+
+    from sentitune.train import class_weight_loss
+
+    loss = class_weight_loss(np.array([0] * 90 + [1] * 10))
+    logits = torch.tensor([[0.0, 0.0]])
+    assert loss({"logits": logits}, torch.tensor([1])) == pytest.approx(loss({"logits": logits}, torch.tensor([0])))
+    weighted = loss({"logits": torch.tensor([[2.0, 0.0], [0.0, 2.0]])}, torch.tensor([1, 1]))
+    plain = torch.nn.functional.cross_entropy(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([1, 1]))
+    assert torch.isclose(weighted, plain)  # one class in the batch: weights cancel in the mean
+
+
+def test_existing_run_and_missing_resume_are_clear_errors(tiny_run, tiny_model):
+    run_dir, cfg, _ = tiny_run
+    with pytest.raises(SentituneError, match="already exists"):
+        train(cfg)
+    with pytest.raises(SentituneError, match="nothing to resume"):
+        train(load_config(overrides={**cfg.to_dict(), "name": "never-started"}), resume=True)
+
+
+def test_presets_and_config_files(tmp_path):
+    for name in PRESETS:
+        assert load_config(preset=name).max_length in {256, 512}
+    (tmp_path / "c.yaml").write_text("learning_rate: 3.0e-5\ndata:\n  train_per_class: 7\n")
+    cfg = load_config(tmp_path / "c.yaml", preset="cpu-quick", overrides={"epochs": 2.0, "data": {"seed": None}})
+    assert (cfg.learning_rate, cfg.epochs, cfg.data.train_per_class, cfg.data.test_per_class) == (3e-5, 2.0, 7, 1000)
+    (tmp_path / "bad.yaml").write_text("learning_rat: 1\n")
+    with pytest.raises(SentituneError, match=r"unknown field\(s\) \['learning_rat'\]"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(SentituneError, match="--preset nope"):
+        load_config(preset="nope")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
+def test_default_minilm_learns_on_an_imdb_slice(tmp_path):
+    cfg = load_config(overrides={"output_dir": str(tmp_path), "max_steps": 40, "learning_rate": 1e-4, "attention_dropout": 0.0,
+                                 "max_length": 128, "eval_steps": 40,
+                                 "data": {"data": str(IMDB), "train_per_class": 320, "validation_per_class": 100, "test_per_class": 100}})
+    metrics = json.loads((train(cfg) / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy_ci95"][0] > 0.6  # clearly above chance, not just a lucky draw
