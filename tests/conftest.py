@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub is never reached from tests: fail fast, never hang
 IMDB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imdb"
 
 

@@ -24,6 +24,13 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
 
+@app.callback()
+def _quiet() -> None:
+    from .models import quiet_transformers
+
+    quiet_transformers()
+
+
 # DataConfig fields whose names clash with TrainConfig's get a `data-` prefix; DataConfig.data is plain --data.
 _DATA_FLAG = {"seed": "data_seed"}
 
@@ -64,18 +71,18 @@ def _overrides(kwargs: dict) -> dict:
     return out
 
 
-def with_config_flags(extra: list[inspect.Parameter] | None = None):
+def with_config_flags(default_preset: str | None = None):
     """Decorate a command so that it takes every config field as a flag and receives a built TrainConfig."""
 
     def wrap(fn):
-        def command(config: Optional[Path] = None, preset: Optional[str] = None, **kwargs):
+        def command(config: Optional[Path] = None, preset: Optional[str] = default_preset, **kwargs):
             own = {k: kwargs.pop(k) for k in list(kwargs) if k in fn_params}
             return fn(load_config(config, preset, _overrides(kwargs)), **own)
 
         fn_params = [p for p in inspect.signature(fn).parameters if p != "cfg"]
         head = [
             inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="YAML file of config fields (flags override it)."), annotation=Optional[Path]),
-            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="cpu-quick, cpu-full, gpu-base or seed-nlptown."), annotation=Optional[str]),
+            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default_preset, help="cpu-quick, cpu-full, gpu-base or seed-nlptown."), annotation=Optional[str]),
         ]
         hints = typing.get_type_hints(fn)
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[n]) for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
@@ -121,7 +128,7 @@ def data_stats_command(
 ):
     """Counts per split and label, ratings, duplicates, token length percentiles, and a length histogram."""
     from .config import default_model
-    from .datastats import dataset_stats, plot_lengths, stats_for_json
+    from .datastats import dataset_stats, plot_lengths, stats_for_json, stats_table
     from .models import load_tokenizer
 
     cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column, label_threshold=label_threshold)
@@ -129,21 +136,8 @@ def data_stats_command(
     out.mkdir(parents=True, exist_ok=True)
     (out / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
     png = plot_lengths(stats, out / "token_lengths.png")
-    _print_stats(stats)
+    console.print(stats_table(stats))
     console.print(f"wrote {out / 'stats.json'} and {png}")
-
-
-def _print_stats(stats: dict) -> None:
-    table = Table(title=f"{stats['source']}")
-    for column in ("split", "rows", "negative", "positive", "duplicates", "tokens p50", "p90", "p99", "> 256", "> 512"):
-        table.add_column(column)
-    for split, entry in stats["splits"].items():
-        tok = stats.get("tokens", {}).get(split)
-        cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}", f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
-        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}", str(entry["duplicate_texts"]), *cells)
-    console.print(table)
-    if "train_texts_in_test" in stats:
-        console.print(f"train texts also in test: {stats['train_texts_in_test']}")
 
 
 @app.command("predict")
@@ -163,6 +157,84 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
         raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
     for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir).predict(texts, batch_size)):
         print(json.dumps({"text": text[:80], **pred}))
+
+
+@app.command("run")
+@with_config_flags(default_preset="cpu-quick")
+def run_command(cfg: TrainConfig,
+                baselines: str = typer.Option("tfidf,vader,base", help="Baseline families to score on the same test examples (star needs the Hub or a local star model)."),
+                overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
+    """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
+    from .workflow import run_main_job
+
+    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), overwrite=overwrite)
+
+
+@app.command("evaluate")
+def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
+                     data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data form) instead of the run's own test split."),
+                     text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
+                     label_threshold: Optional[float] = typer.Option(None), split: str = typer.Option("test"),
+                     top_n: int = typer.Option(10, help="Most confident errors listed per kind.")):
+    """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
+    from .evaluate import evaluate_run
+
+    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold) if data else None
+    result = evaluate_run(run, data_cfg, split=split, top_n=top_n)
+    console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
+
+
+@app.command("report")
+def report_command(run: Path = typer.Argument(..., help="A run folder."),
+                   comparison: Optional[Path] = typer.Option(None, help="comparison.json (default: RUN/comparison/)."),
+                   study: Optional[Path] = typer.Option(None, help="A tuning study folder to include."),
+                   out: Optional[Path] = typer.Option(None, help="Output folder (default: the run folder).")):
+    """A self-contained HTML report and a Markdown twin, from the run's real numbers."""
+    from .report import write_report
+
+    comparison = comparison or (run / "comparison" if (run / "comparison").is_dir() else None)
+    console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
+
+
+@app.command("baseline")
+def baseline_command(names: str = typer.Option("tfidf,vader,base", help="Families: tfidf, vader, base, star."),
+                     data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
+                     test_per_class: Optional[int] = typer.Option(None, help="Balanced test sample per class (None: the whole test split)."),
+                     seed: int = typer.Option(42), star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
+                     base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: the offline default model)."),
+                     out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder per baseline entry.")):
+    """Score baselines on a test set; each entry records exactly which examples it used."""
+    from .baselines import run_baseline, save_baseline
+    from .data import examples_descriptor, prepare_splits
+
+    cfg = DataConfig(**({"data": data} if data else {}), test_per_class=test_per_class, seed=seed)
+    splits, _ = prepare_splits(cfg)
+    examples = examples_descriptor(splits["test"], "test", cfg)
+    opts = {"star": {"model": star_model} if star_model else {}, "base": {"model": base_model} if base_model else {}}
+    for name in [n for n in names.split(",") if n]:
+        for result in run_baseline(name, splits, examples, **opts.get(name, {})):
+            folder = save_baseline(result, out)
+            console.print(f"{result['name']:>18}: accuracy {result['metrics']['accuracy']:.4f}  F1 {result['metrics']['f1']:.4f} -> {folder}")
+
+
+@app.command("compare")
+def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders (or folders of them)."),
+                    out: Path = typer.Option(Path("reports/comparison"), help="Folder for comparison.md/.json/.png."),
+                    allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different test examples (no paired test).")):
+    """Side-by-side table with 95% intervals and McNemar tests against the best baseline."""
+    from .compare import compare
+
+    compare(list(entries), out, allow_different_examples)
+    console.print((out / "comparison.md").read_text())
+
+
+@app.command("serve")
+def serve_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                  host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)):
+    """Serve POST /predict and GET /health over HTTP."""
+    from .serve import serve
+
+    serve(model / "model" if (model / "model").is_dir() else model, host, port)
 
 
 def main() -> None:

@@ -69,3 +69,18 @@ def stats_for_json(stats: dict) -> dict:
     if "tokens" in out:
         out["tokens"] = {k: {m: v for m, v in s.items() if m != "lengths"} for k, s in out["tokens"].items()}
     return out
+
+
+def stats_table(stats: dict):
+    """A rich table of `dataset_stats`: one row per split."""
+    from rich.table import Table
+
+    title = f"{stats['source']}" + (f"  (train texts also in test: {stats['train_texts_in_test']})" if "train_texts_in_test" in stats else "")
+    table = Table(title=title)
+    for column in ("split", "rows", "negative", "positive", "duplicates", "tokens p50", "p90", "p99", "> 256", "> 512"):
+        table.add_column(column)
+    for split, entry in stats["splits"].items():
+        tok = stats.get("tokens", {}).get(split)
+        cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}", f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
+        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}", str(entry["duplicate_texts"]), *cells)
+    return table

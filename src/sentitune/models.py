@@ -72,8 +72,9 @@ def load_classifier(name: str, dropout: float | None = None, attention_dropout: 
     except Exception as exc:
         raise _hub_error(name, exc) from None
     old_labels = dict(getattr(config, "id2label", None) or {})
-    same_head = {int(k): v.lower() for k, v in old_labels.items()} == LABELS
-    if old_labels and not same_head and config.architectures and any("ForSequenceClassification" in a for a in config.architectures):
+    has_head = any("ForSequenceClassification" in a for a in (config.architectures or []))
+    reinit_head = has_head and len(old_labels) != 2
+    if reinit_head:
         log.warning("%s has a %d-label head (%s); re-initialising it as negative/positive.", name, len(old_labels),
                     ", ".join(map(str, old_labels.values())))
     config.num_labels, config.id2label, config.label2id = 2, dict(LABELS), {v: k for k, v in LABELS.items()}
@@ -82,7 +83,7 @@ def load_classifier(name: str, dropout: float | None = None, attention_dropout: 
             setattr(config, attr, value)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            name, config=config, ignore_mismatched_sizes=not same_head, use_safetensors=True,
+            name, config=config, ignore_mismatched_sizes=reinit_head, use_safetensors=True,
             trust_remote_code=trust_remote_code)
     except OSError as exc:
         if "safetensors" in str(exc).lower():

@@ -168,7 +168,10 @@ def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, precision: str,
 
 
 def run_paths(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, Path]:
-    """The final run folder and the work folder it is built in (renamed into place only when complete)."""
+    """The final run folder and the work folder it is built in (renamed into place only when complete).
+
+    Only checks and clears: the work folder is created once data and model have loaded, so bad input
+    never leaves a half-made run behind."""
     run_dir = Path(cfg.output_dir) / cfg.name
     work_dir = Path(cfg.output_dir) / f".{cfg.name}.partial"
     if _rank() != 0:  # under DDP only rank 0 owns the folders
@@ -181,7 +184,6 @@ def run_paths(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, Pa
         shutil.rmtree(work_dir)
     if resume and not work_dir.exists():
         raise SentituneError(f"--resume: nothing to resume at {work_dir}; run without --resume.")
-    work_dir.mkdir(parents=True, exist_ok=True)
     return run_dir, work_dir
 
 
@@ -240,12 +242,13 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0)."""
     quiet_transformers()
     run_dir, work_dir = run_paths(cfg, resume, overwrite)
-    if _rank() == 0:
-        cfg.save(work_dir / "config.yaml")
     splits, data_report = prepare_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code)
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation, use_cache=_rank() == 0)
+    if _rank() == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(work_dir / "config.yaml")
     precision = resolve_precision(cfg.precision)
     trainer = build_trainer(cfg, model, tokenizer, tokenized, precision, work_dir)
     checkpoint = get_last_checkpoint(str(work_dir / "checkpoints")) if resume and (work_dir / "checkpoints").is_dir() else None

@@ -1,0 +1,65 @@
+"""The command line: thin over the API, one-line errors with exit code 2, flags from the config dataclasses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from sentitune.cli import app
+
+runner = CliRunner()
+
+
+def sentitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_bad_data_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "x.csv").write_text("review,label\nfine,1\n")
+    result = sentitune("train", "--data", str(tmp_path / "x.csv"), "--output-dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "missing column(s) ['text']" in lines[0] and "--text-column" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknown_preset_and_missing_inputs_leave_nothing_behind(tmp_path, parquet_folder):
+    assert "--preset nope: unknown" in sentitune("train", "--preset", "nope", cwd=tmp_path).stderr
+    result = sentitune("train", "--data", str(tmp_path / "none.csv"), cwd=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = sentitune("train", "--model", str(tmp_path / "no-model"), "--data", str(parquet_folder), cwd=tmp_path)
+    assert result.returncode == 2 and "--model" in result.stderr and "local model folder" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_config_field_is_a_flag_with_help():
+    import dataclasses
+
+    from sentitune.config import TrainConfig
+
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "data":
+            assert "--" + field.name.replace("_", "-") in text
+    for flag in ("--data ", "--train-per-class", "--data-seed", "--label-threshold", "--resume", "--preset"):
+        assert flag in text
+
+
+def test_data_stats_prints_counts_and_writes_a_histogram(parquet_folder, tiny_model, tmp_path):
+    result = runner.invoke(app, ["data", "stats", "--data", str(parquet_folder), "--model", str(tiny_model), "--out", str(tmp_path / "s")],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "s" / "stats.json").read_text())
+    assert stats["splits"]["train"]["rows"] == 120 and stats["splits"]["train"]["labels"] == {"0": 60, "1": 60}
+    assert 0 < stats["tokens"]["train"]["p50"] <= stats["tokens"]["train"]["p99"]
+    assert (tmp_path / "s" / "token_lengths.png").stat().st_size > 5000
+
+
+def test_predict_prints_json_lines(tiny_model):
+    result = runner.invoke(app, ["predict", str(tiny_model), "a fine film", "a bad film"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["text"] for r in rows] == ["a fine film", "a bad film"] and all(r["label"] in {"negative", "positive"} for r in rows)
