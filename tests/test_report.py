@@ -87,6 +87,11 @@ def test_read_comparison_tolerates_shapes(tmp_path):
     assert read_comparison(mapping)[0]["name"] == "c"
     (tmp_path / "comparison.json").write_text(json.dumps(nested))
     assert read_comparison(tmp_path)[0]["name"] == "a"
+    folder = tmp_path / "baselines"
+    for name in ("vader", "tfidf-lr"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "baseline.json").write_text(json.dumps({"name": name, "kind": "classical", "metrics": {"accuracy": 0.7}, "examples": {}}))
+    assert [e["name"] for e in read_comparison(folder)] == ["tfidf-lr", "vader"]
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(SentituneError, match="not valid JSON"):
         read_comparison(tmp_path / "bad.json")

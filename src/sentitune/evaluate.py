@@ -166,8 +166,8 @@ def fit_temperature(labels, margins) -> float:
         # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
         return float(np.mean(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)))
 
-    # optimise log T so that T stays positive; [1/20, 20] covers any sane model
-    result = optimize.minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded")
+    # optimise log T so that T stays positive; [1/150, 150] covers barely-trained and wildly over-confident models
+    result = optimize.minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded")
     return float(np.exp(result.x))
 
 

@@ -45,12 +45,15 @@ def comparison_entry(raw: dict) -> dict:
 def read_comparison(source: str | Path | list | dict | None) -> list[dict]:
     """Baseline comparison entries from a comparison.json path, its folder, or already-loaded data ([] for None).
 
-    Tolerates a list of entries, {"entries"|"baselines"|"results": [...]}, or {name: metrics}.
+    Tolerates a list of entries, {"entries"|"baselines"|"results": [...]}, {name: metrics}, one baseline.json
+    entry, or a folder of baseline folders (each with baseline.json, as `sentitune baselines` writes them).
     """
     if source is None:
         return []
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir() and not (path / "comparison.json").is_file() and list(path.glob("*/baseline.json")):
+            return [e for p in sorted(path.glob("*/baseline.json")) for e in read_comparison(p)]
         path = path / "comparison.json" if path.is_dir() else path
         if not path.is_file():
             raise SentituneError(f"--comparison {path}: file not found; pass the comparison.json the baselines stage wrote.")
@@ -58,6 +61,8 @@ def read_comparison(source: str | Path | list | dict | None) -> list[dict]:
             source = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise SentituneError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); rerun the baselines stage.") from None
+    if isinstance(source, dict) and "name" in source and "metrics" in source:
+        source = [source]
     if isinstance(source, dict):
         listed = next((source[k] for k in ("entries", "baselines", "results") if isinstance(source.get(k), list)), None)
         source = listed if listed is not None else [{"name": k, **v} for k, v in source.items() if isinstance(v, dict)]
