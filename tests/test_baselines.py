@@ -54,10 +54,15 @@ def tiny_bert(folder, id2label: dict, seed: int = 0, teach: pd.DataFrame | None 
         batch = tokenizer(teach["text"].tolist(), padding=True, return_tensors="pt")
         stars = torch.tensor((np.ceil(teach["rating"].to_numpy() / 2) - 1).astype(int))
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(40):
-            optimizer.zero_grad()
-            model(**batch, labels=stars).loss.backward()
-            optimizer.step()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny ops: extra threads only fight other jobs on the shared cores
+        try:
+            for _ in range(40):
+                optimizer.zero_grad()
+                model(**batch, labels=stars).loss.backward()
+                optimizer.step()
+        finally:
+            torch.set_num_threads(threads)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
