@@ -18,12 +18,10 @@ extra, and `predictions` (DataFrame idx, label, prob, pred) that `save_baseline`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import SentituneError
+from .io import atomic_dir
+from .models import cpu_supports_bf16
 
 BASELINES = ("star", "base", "tfidf", "vader")
 STAR_MODEL = "nlptown/bert-base-multilingual-uncased-sentiment"
@@ -124,25 +124,6 @@ def save_baseline(result: dict, out_dir: str | Path) -> Path:
     return target
 
 
-@contextlib.contextmanager
-def atomic_dir(target: str | Path):
-    """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def load_baseline(folder: str | Path) -> dict:
     """Read a folder written by `save_baseline` back into a result entry (predictions included)."""
     folder = Path(folder)
@@ -166,14 +147,6 @@ def as_frame(split) -> pd.DataFrame:
 # ---------------------------------------------------------------- transformer inference
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU runs bfloat16 matmuls natively (AVX512-BF16 or AMX), the case where autocast pays."""
-    import torch
-
-    cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
 def batched_outputs(model, tokenizer, texts: list[str], reduce: Callable, batch_size: int = 32,
                     max_length: int = 256, truncation: str = "head+tail", bf16: bool | None = None) -> np.ndarray:
     """Run `model` over `texts` in length-sorted batches; `reduce(outputs, attention_mask)` gives each batch's rows.
@@ -187,7 +160,7 @@ def batched_outputs(model, tokenizer, texts: list[str], reduce: Callable, batch_
 
     encoded = tokenize_function(tokenizer, max_length, truncation)({"text": list(texts)})["input_ids"]
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    use_bf16 = bf16_supported() if bf16 is None else bf16
+    use_bf16 = cpu_supports_bf16() if bf16 is None else bf16
     rows = [None] * len(texts)
     model.eval()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
@@ -412,7 +385,7 @@ def fit_base(frames: dict[str, pd.DataFrame], model: str | None = None, probe_pe
                                  {"probe_train_size": len(train), **cv_report(probe)}),
         }
 
-    extra = {"model": model, "max_length": max_length, "pooling": "mean over attention mask", "bf16": bf16_supported() if bf16 is None else bf16,
+    extra = {"model": model, "max_length": max_length, "pooling": "mean over attention mask", "bf16": cpu_supports_bf16() if bf16 is None else bf16,
              "train_embed_examples_per_s": round(embed_rate, 2)}
     return Baseline("base", score, parameter_mb(net), extra)
 

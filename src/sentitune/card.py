@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from .evaluate import analyze, atomic_write_text, read_json, read_predictions, read_run_config, split_rows, weakest_slice
+from .evaluate import analyze, read_json, read_predictions, read_run_config, split_rows, weakest_slice
+from .io import atomic_write_text
 from .report import comparison_rows, environment, hardware_text, model_entry, read_comparison
 
 # local copies of Hub models, by package folder name, so the card can name the real base model

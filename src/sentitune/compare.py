@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .baselines import PREDICTIONS_FILE, RESULT_FILE, atomic_dir, load_baseline
+from .baselines import PREDICTIONS_FILE, RESULT_FILE, load_baseline
+from .io import atomic_dir
 from .errors import SentituneError
 
 FINE_TUNED = "fine-tuned"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from scipy import optimize, stats
 from sklearn import metrics as skm
 
 from .errors import SentituneError
+from .io import atomic_write_text
+from .predict import sigmoid
 
 ECE_BINS = 15
 Z95 = 1.959963984540054
@@ -149,11 +150,6 @@ def margins_of(frame: pd.DataFrame) -> np.ndarray:
         return frame["margin"].to_numpy(float)
     p = np.clip(frame["prob"].to_numpy(float), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def fit_temperature(labels, margins) -> float:
@@ -424,11 +420,3 @@ def dataset_slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "data"
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write `text` to a temporary sibling, then rename it over `path` (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -45,7 +45,8 @@ def margins_for_ids(model, input_ids: list[list[int]], pad_id: int, batch_size: 
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """Numerically stable logistic function (margins of confident models overflow the naive form)."""
+    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def predict_proba(model_or_dir, texts: list[str], batch_size: int = 64, max_length: int | None = None,

@@ -15,7 +15,8 @@ import jinja2
 import yaml
 
 from .errors import SentituneError
-from .evaluate import atomic_write_text, evaluate_run, read_json, read_log, read_run_config, weakest_slice
+from .evaluate import evaluate_run, read_json, read_log, read_run_config, weakest_slice
+from .io import atomic_write_text
 from .plots import plot_baseline_comparison
 
 MODEL_NAMES = {"fine-tuned", "finetuned", "model", "sentitune"}
