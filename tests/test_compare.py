@@ -57,6 +57,7 @@ def test_rows_pair_with_best_baseline():
     assert tuned["delta_accuracy_vs_best_baseline"] == pytest.approx(tuned["accuracy"] - best["accuracy"])
     assert tuned["mcnemar_vs_best_baseline"]["n"] == N and tuned["mcnemar_vs_best_baseline"]["p_value"] < 0.05
     assert vader["delta_accuracy_vs_best_baseline"] < 0
+    assert "trails" in comparison([entries[0], entry("tuned", "fine-tuned", 0.6, 4)])["headline"]
     assert "distilbert beats the best baseline tfidf-lr" in table["headline"]
 
 
@@ -96,6 +97,11 @@ def test_loads_run_folders_and_baseline_folders(tmp_path):
     assert [e["name"] for e in entries] == ["distilbert", "tfidf-lr", "vader"]
     loaded = entries[0]
     assert loaded["kind"] == "fine-tuned" and loaded["examples_per_s"] == 55.0 and loaded["model_size_mb"] == 2.0
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["inference"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "eval_samples_per_second": 60.5}\n')
+    assert load_entries([run])[0]["examples_per_s"] == 60.5
     assert len(loaded["predictions"]) == N and set(loaded["predictions"].columns) == {"idx", "label", "prob", "pred"}
     table = compare([run, tmp_path / "baselines"], tmp_path / "cmp")
     assert table["rows"][0]["name"] == "distilbert"

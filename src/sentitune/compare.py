@@ -57,17 +57,29 @@ def run_entry(run_dir: str | Path) -> dict:
     if "test" not in metrics:
         raise SentituneError(f"{run_dir / RUN_METRICS}: no 'test' metrics; the run did not finish its test evaluation.")
     test = predictions[predictions["split"] == "test"].drop(columns="split").reset_index(drop=True)
+    rate, rate_source = inference_rate(run_dir, metrics)
     return {
         "name": run_dir.name,
         "kind": FINE_TUNED,
         "family": FINE_TUNED,
         "metrics": metrics["test"],
         "examples": metrics.get("examples", {}).get("test", {}),
-        "examples_per_s": metrics.get("inference", {}).get("examples_per_s"),
+        "examples_per_s": rate,
         "model_size_mb": weights_mb(run_dir / "model"),
-        "extra": {"run_dir": str(run_dir), "train": metrics.get("train", {})},
+        "extra": {"run_dir": str(run_dir), "train": metrics.get("train", {}), "examples_per_s_source": rate_source},
         "predictions": test,
     }
+
+
+def inference_rate(run_dir: Path, metrics: dict) -> tuple[float | None, str | None]:
+    """Examples/s at inference and where it came from: metrics.json's `inference`, else the Trainer's
+    last evaluation throughput in log.jsonl (validation, same model and batch settings), else unknown."""
+    if (rate := metrics.get("inference", {}).get("examples_per_s")) is not None:
+        return rate, "metrics.json inference"
+    log = run_dir / "log.jsonl"
+    rates = [json.loads(line).get("eval_samples_per_second") for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    rates = [r for r in rates if r is not None]
+    return (rates[-1], "log.jsonl eval_samples_per_second (validation)") if rates else (None, None)
 
 
 def weights_mb(model_dir: Path) -> float | None:
@@ -174,9 +186,9 @@ def headline(rows: list[dict], reference: dict | None) -> str:
     delta = best["delta_accuracy_vs_best_baseline"]
     if delta is None:
         return f"{best['name']} and {reference['name']} share no test examples; no paired test."
-    verdict = "beats" if delta > 0 else "does not beat"
+    verdict = "beats" if delta > 0 else "trails" if delta < 0 else "ties with"
     significance = "significant at 5%" if p is not None and p < 0.05 else "not significant at 5%"
-    return (f"{best['name']} {verdict} the best baseline {reference['name']} by {100 * delta:+.2f} accuracy points "
+    return (f"{best['name']} {verdict} the best baseline {reference['name']} by {100 * abs(delta):.2f} accuracy points "
             f"(McNemar exact p: {fmt_p(p)}, {significance}, n = {best['mcnemar_vs_best_baseline']['n']}).")
 
 
