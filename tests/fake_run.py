@@ -70,15 +70,22 @@ def make_fake_run(root: Path, name: str = "fake-run", max_length: int = 256, see
     return run
 
 
-def fake_comparison(run: Path, accuracy_gap: float = 0.08) -> list[dict]:
-    """A comparison.json like the baselines stage writes: one baseline on the same examples, one on others."""
-    test = json.loads((run / "metrics.json").read_text())["test"]
+def fake_baseline(run: Path, name: str, flip_share: float, fingerprint: str | None = None, seed: int = 1) -> dict:
+    """A baseline result entry built from the run's test predictions with a share of them flipped to wrong."""
+    rng = np.random.default_rng(seed)
+    test = pd.read_parquet(run / "predictions.parquet").query("split == 'test'").reset_index(drop=True)
     examples = json.loads((run / "metrics.json").read_text())["examples"]["test"]
-    acc = test["accuracy"] - accuracy_gap
-    entries = [{"name": "tfidf-logreg", "kind": "baseline", "family": "tfidf",
-                "metrics": {"accuracy": acc, "f1": test["f1"] - accuracy_gap, "accuracy_ci95": [acc - 0.03, acc + 0.03], "roc_auc": 0.9},
-                "examples": examples, "examples_per_s": 5000.0, "mcnemar": {"p_value": 0.001}},
-               # the older flat form, on other examples: must be read but flagged as not comparable
-               {"name": "vader", "accuracy": 0.69, "f1": 0.71, "examples": {**examples, "fingerprint": "ffff"}}]
-    (run / "comparison.json").write_text(json.dumps(entries))
-    return entries
+    flip = (test["pred"] == test["label"]) & (rng.random(len(test)) < flip_share)
+    prob = np.where(flip, 1 - test["prob"], test["prob"])
+    predictions = pd.DataFrame({"idx": test["idx"], "label": test["label"], "prob": prob, "pred": (prob >= 0.5).astype(int)})
+    return {"name": name, "kind": "classical", "family": name, "metrics": classification_metrics(test["label"], prob),
+            "examples": {**examples, "fingerprint": fingerprint or examples["fingerprint"]}, "examples_per_s": 5000.0,
+            "model_size_mb": 1.0, "extra": {}, "predictions": predictions}
+
+
+def fake_comparison(run: Path) -> dict:
+    """RUN/comparison/ as `sentitune compare` writes it: a weaker baseline on the same examples, one on others."""
+    from sentitune.compare import compare
+
+    entries = [fake_baseline(run, "tfidf-logreg", 0.1), fake_baseline(run, "vader", 0.3, fingerprint="ffff")]
+    return compare([run, *entries], run / "comparison", allow_different_examples=True)

@@ -74,27 +74,25 @@ def test_lessons_are_computed_from_facts(reported):
     assert f"{evaluation['metrics']['ece']:.3f}" in text and f"{evaluation['temperature']['metrics_after']['ece']:.3f}" in text
     assert "weakest slice is rating = 7" in text or "weakest slice is rating = 4" in text
     assert "Are 4s and 7s the hardest? Yes" in text
-    assert "8.0 points above the best baseline" in text and "tfidf-logreg" in text
+    model, baseline = facts["comparison"][0], next(r for r in facts["comparison"] if r["name"] == "tfidf-logreg")
+    gap = 100 * (model["metrics"]["accuracy"] - baseline["metrics"]["accuracy"])
+    assert gap > 0 and f"{gap:.1f} points above the best baseline" in text and "tfidf-logreg" in text
+    assert f"McNemar p = {model['mcnemar']['p_value']:.2g}" in text and "Not compared" in text and "vader" in text
     assert any(s.startswith("Truncation to 256 tokens") for s in lessons)
 
 
-def test_read_comparison_tolerates_shapes(tmp_path):
-    nested = [{"name": "a", "metrics": {"accuracy": 0.8}, "examples": {"fingerprint": "x"}}]
-    flat = {"baselines": [{"name": "b", "accuracy": 0.7, "f1": 0.6}]}
-    mapping = {"c": {"accuracy": 0.5}}
-    assert read_comparison(nested)[0]["metrics"] == {"accuracy": 0.8}
-    assert read_comparison(flat)[0]["metrics"] == {"accuracy": 0.7, "f1": 0.6}
-    assert read_comparison(mapping)[0]["name"] == "c"
-    (tmp_path / "comparison.json").write_text(json.dumps(nested))
-    assert read_comparison(tmp_path)[0]["name"] == "a"
-    folder = tmp_path / "baselines"
-    for name in ("vader", "tfidf-lr"):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "baseline.json").write_text(json.dumps({"name": name, "kind": "classical", "metrics": {"accuracy": 0.7}, "examples": {}}))
-    assert [e["name"] for e in read_comparison(folder)] == ["tfidf-lr", "vader"]
+def test_read_comparison_reads_the_compare_table(tmp_path):
+    run = make_fake_run(tmp_path)
+    table = fake_comparison(run)
+    rows = read_comparison(run / "comparison")
+    assert [r["name"] for r in rows] == [r["name"] for r in table["rows"]]
+    model = next(r for r in rows if r["is_model"])
+    assert model["mcnemar"]["p_value"] is not None and model["metrics"]["accuracy"] == table["rows"][0]["accuracy"]
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(SentituneError, match="not valid JSON"):
         read_comparison(tmp_path / "bad.json")
+    with pytest.raises(SentituneError, match="sentitune compare"):
+        read_comparison({"entries": []})
 
 
 def test_report_without_comparison_evaluates_first(tmp_path):

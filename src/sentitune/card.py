@@ -110,8 +110,8 @@ def card_facts(run_dir: Path, comparison=None, license: str | None = None) -> di
     config, metrics = read_run_config(run_dir), read_json(run_dir / "metrics.json")
     evaluation = card_evaluation(run_dir, config)
     name = config.get("name") or run_dir.name
-    if comparison is None and (run_dir / "comparison.json").is_file():
-        comparison = run_dir / "comparison.json"
+    if comparison is None and (run_dir / "comparison" / "comparison.json").is_file():
+        comparison = run_dir / "comparison"
     rows = comparison_rows(read_comparison(comparison), model_entry(name, evaluation, metrics)) if comparison is not None else []
     source = (config.get("data") or {}).get("data") or (metrics.get("data") or {}).get("source")
     return {

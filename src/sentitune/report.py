@@ -19,55 +19,36 @@ from .evaluate import evaluate_run, read_json, read_log, read_run_config, weakes
 from .io import atomic_write_text
 from .plots import plot_baseline_comparison
 
-MODEL_NAMES = {"fine-tuned", "finetuned", "model", "sentitune"}
 
 
 # ---------------------------------------------------------------- optional inputs
 
 
-def comparison_entry(raw: dict) -> dict:
-    """One comparison entry in a single shape: {name, metrics, examples, is_model, mcnemar, examples_per_s, ...}.
+def comparison_entry(row: dict) -> dict:
+    """A row of `sentitune.compare`'s table in the report's shape: {name, metrics, examples, mcnemar, is_model, ...}."""
+    from .compare import FINE_TUNED
 
-    Accepts the baselines stage's form (metrics nested under "metrics") and a flat form (metrics at the top).
-    """
-    flat = {k: v for k, v in raw.items() if k not in ("name", "examples", "mcnemar", "metrics", "predictions")}
-    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else flat
-    return {
-        "name": str(raw.get("name", "unnamed")),
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, list)) and not isinstance(v, bool)},
-        "examples": raw.get("examples") or {},
-        "mcnemar": raw.get("mcnemar"),
-        "kind": raw.get("kind"),
-        "examples_per_s": raw.get("examples_per_s"),
-        "is_model": bool(raw.get("is_model")) or raw.get("kind") == "model" or str(raw.get("name", "")).lower() in MODEL_NAMES,
-    }
+    metrics = {k: row[k] for k in ("n", "accuracy", "accuracy_ci95", "f1", "precision", "recall", "roc_auc") if row.get(k) is not None}
+    return {"name": row["name"], "metrics": metrics, "examples": row.get("examples") or {}, "kind": row.get("kind"),
+            "mcnemar": row.get("mcnemar_vs_best_baseline"), "examples_per_s": row.get("examples_per_s"),
+            "is_model": row.get("kind") == FINE_TUNED}
 
 
-def read_comparison(source: str | Path | list | dict | None) -> list[dict]:
-    """Baseline comparison entries from a comparison.json path, its folder, or already-loaded data ([] for None).
-
-    Tolerates a list of entries, {"entries"|"baselines"|"results": [...]}, {name: metrics}, one baseline.json
-    entry, or a folder of baseline folders (each with baseline.json, as `sentitune baselines` writes them).
-    """
+def read_comparison(source: str | Path | dict | None) -> list[dict]:
+    """The rows of a comparison: `comparison.json` (or its folder) written by `sentitune compare`, or its loaded dict."""
     if source is None:
         return []
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.is_dir() and not (path / "comparison.json").is_file() and list(path.glob("*/baseline.json")):
-            return [e for p in sorted(path.glob("*/baseline.json")) for e in read_comparison(p)]
-        path = path / "comparison.json" if path.is_dir() else path
+        path = Path(source) / "comparison.json" if Path(source).is_dir() else Path(source)
         if not path.is_file():
-            raise SentituneError(f"--comparison {path}: file not found; pass the comparison.json the baselines stage wrote.")
+            raise SentituneError(f"--comparison {path}: file not found; build it with `sentitune compare RUN BASELINES... --out DIR`.")
         try:
             source = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise SentituneError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); rerun the baselines stage.") from None
-    if isinstance(source, dict) and "name" in source and "metrics" in source:
-        source = [source]
-    if isinstance(source, dict):
-        listed = next((source[k] for k in ("entries", "baselines", "results") if isinstance(source.get(k), list)), None)
-        source = listed if listed is not None else [{"name": k, **v} for k, v in source.items() if isinstance(v, dict)]
-    return [comparison_entry(e) for e in source if isinstance(e, dict)]
+            raise SentituneError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); rebuild it with `sentitune compare`.") from None
+    if not isinstance(source, dict) or not isinstance(source.get("rows"), list):
+        raise SentituneError("comparison: expected the table `sentitune compare` writes (a JSON object with 'rows').")
+    return [comparison_entry(row) for row in source["rows"]]
 
 
 def read_study(study_dir: str | Path | None) -> dict | None:
@@ -92,8 +73,12 @@ def model_entry(name: str, evaluation: dict, metrics: dict) -> dict:
 
 
 def comparison_rows(entries: list[dict], model: dict) -> list[dict]:
-    """Model first, then baselines by accuracy, each flagged `comparable` (same example fingerprint as the model)."""
-    baselines = sorted([e for e in entries if not e["is_model"]], key=lambda e: -(e["metrics"].get("accuracy") or 0))
+    """Model first (with its paired test from the table), then the other entries by accuracy, each flagged
+    `comparable` (same example fingerprint as the model)."""
+    own = next((e for e in entries if e["is_model"] and e["name"] == model["name"]), None)
+    if own:
+        model = {**model, "mcnemar": own["mcnemar"], "examples_per_s": own["examples_per_s"]}
+    baselines = sorted([e for e in entries if e is not own], key=lambda e: -(e["metrics"].get("accuracy") or 0))
     fingerprint = model["examples"].get("fingerprint")
     return [{**e, "comparable": e is model or (fingerprint is not None and e["examples"].get("fingerprint") == fingerprint)}
             for e in [model, *baselines]]
@@ -115,8 +100,8 @@ def run_facts(run_dir: str | Path, comparison=None, study_dir: str | Path | None
     config, metrics = read_run_config(run_dir), read_json(run_dir / "metrics.json")
     evaluation = read_json(run_dir / "evaluation.json") or evaluate_run(run_dir)
     name = config.get("name") or run_dir.name
-    if comparison is None and (run_dir / "comparison.json").is_file():
-        comparison = run_dir / "comparison.json"
+    if comparison is None and (run_dir / "comparison" / "comparison.json").is_file():
+        comparison = run_dir / "comparison"
     model = model_entry(name, evaluation, metrics)
     study = read_study(study_dir or find_study(run_dir, config))
     return {
@@ -158,7 +143,7 @@ def baseline_lesson(rows: list[dict]) -> str | None:
     word = "above" if acc > base else "below"
     sentence = (f"The fine-tuned model's test accuracy {acc:.3f} is {abs(100 * (acc - base)):.1f} points {word} the best baseline "
                 f"on the same {model['metrics'].get('n', '')} examples, {best['name']} ({base:.3f})")
-    p_value = (best.get("mcnemar") or {}).get("p_value")
+    p_value = (model.get("mcnemar") or {}).get("p_value")
     sentence += f" (McNemar p = {p_value:.2g})." if p_value is not None else "."
     skipped = [r["name"] for r in rows[1:] if not r["comparable"]]
     if skipped:
@@ -261,7 +246,7 @@ def figures(facts: dict) -> list[dict]:
     made = facts["evaluation"].get("plots", {})
     out = [{"title": title, "path": run_dir / made[key]} for key, title in FIGURES if key in made and (run_dir / made[key]).is_file()]
     if facts["comparison"]:
-        chart = run_dir / "comparison.png"
+        chart = run_dir / "comparison" / "comparison.png"
         if not chart.is_file():
             chart = plot_baseline_comparison(facts["comparison"], run_dir / "plots" / "comparison.png")
         if chart:
