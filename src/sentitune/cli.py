@@ -202,6 +202,7 @@ def baseline_command(names: str = typer.Option("tfidf,vader,base", help="Familie
                      test_per_class: Optional[int] = typer.Option(None, help="Balanced test sample per class (None: the whole test split)."),
                      seed: int = typer.Option(42), star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
                      base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: the offline default model)."),
+                     probe_per_class: int = typer.Option(2000, help="Training reviews per class for the `base` linear probe."),
                      out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder per baseline entry.")):
     """Score baselines on a test set; each entry records exactly which examples it used."""
     from .baselines import run_baseline, save_baseline
@@ -210,7 +211,8 @@ def baseline_command(names: str = typer.Option("tfidf,vader,base", help="Familie
     cfg = DataConfig(**({"data": data} if data else {}), test_per_class=test_per_class, seed=seed)
     splits, _ = prepare_splits(cfg)
     examples = examples_descriptor(splits["test"], "test", cfg)
-    opts = {"star": {"model": star_model} if star_model else {}, "base": {"model": base_model} if base_model else {}}
+    opts = {"star": {"model": star_model} if star_model else {},
+            "base": {"probe_per_class": probe_per_class, **({"model": base_model} if base_model else {})}}
     for name in [n for n in names.split(",") if n]:
         for result in run_baseline(name, splits, examples, **opts.get(name, {})):
             folder = save_baseline(result, out)

@@ -200,22 +200,24 @@ def hardware() -> dict:
     return info
 
 
-def predictions_frame(model, tokenizer, splits, tokenized, cfg: TrainConfig, precision: str) -> pd.DataFrame:
-    """Per-example predictions on validation and test (the table every later stage reads)."""
-    frames = []
+def predictions_frame(model, tokenizer, splits, tokenized, cfg: TrainConfig, precision: str) -> tuple[pd.DataFrame, dict]:
+    """Per-example predictions on validation and test (the table every later stage reads), and the test inference speed."""
+    frames, speed = [], {}
     for split in ("validation", "test"):
         ds, tok = splits[split], tokenized[split]
+        started = time.perf_counter()
         margin = margins_for_ids(model, tok["input_ids"], tokenizer.pad_token_id or 0, cfg.eval_batch_size, precision)
+        speed = {"examples_per_s": len(ds) / (time.perf_counter() - started), "split": split, "batch_size": cfg.eval_batch_size, "precision": precision}
         prob = sigmoid(margin)
         frames.append(pd.DataFrame({
             "split": split, "idx": ds["idx"], "text": ds["text"], "label": ds["label"], "prob": prob,
             "pred": (prob >= 0.5).astype(int), "margin": margin, "n_tokens": tok["n_tokens"], "truncated": tok["truncated"],
             "rating": ds["rating"] if "rating" in ds.column_names else [-1] * len(ds),
         }))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True), speed
 
 
-def run_metrics(preds: pd.DataFrame, splits, cfg: TrainConfig, train_stats: dict, data_report: dict) -> dict:
+def run_metrics(preds: pd.DataFrame, splits, cfg: TrainConfig, train_stats: dict, data_report: dict, inference: dict) -> dict:
     """metrics.json: full metrics on validation and test, the examples used, and training facts."""
     from .evaluate import classification_metrics
 
@@ -225,6 +227,7 @@ def run_metrics(preds: pd.DataFrame, splits, cfg: TrainConfig, train_stats: dict
         out[split] = classification_metrics(part["label"].to_numpy(), part["prob"].to_numpy())
     out["examples"] = {s: examples_descriptor(splits[s], s, cfg.data) for s in ("validation", "test")}
     out["train"] = train_stats
+    out["inference"] = inference
     out["data"] = {k: v for k, v in data_report.items() if k != "config"}
     return out
 
@@ -257,12 +260,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     wall = time.perf_counter() - started
     if not trainer.is_world_process_zero():
         return None
-    preds = predictions_frame(trainer.model, tokenizer, splits, tokenized, cfg, precision)
+    preds, inference = predictions_frame(trainer.model, tokenizer, splits, tokenized, cfg, precision)
     stats = {"wall_time_s": wall, "train_examples_per_s": result.metrics.get("train_samples_per_second"),
              "train_samples": len(tokenized["train"]), "steps": trainer.state.global_step,
              "best_step": _best_step(trainer), "resumed_from": Path(checkpoint).name if checkpoint else None,
              "precision": precision, "hardware": hardware(), "train_loss": result.metrics.get("train_loss")}
-    metrics = run_metrics(preds, splits, cfg, stats, data_report)
+    metrics = run_metrics(preds, splits, cfg, stats, data_report, inference)
     preds.to_parquet(work_dir / "predictions.parquet", index=False)
     (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     save_model(trainer, tokenizer, cfg, work_dir / "model")
