@@ -144,7 +144,8 @@ def data_stats_command(
 def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                     texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
                     file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
-                    batch_size: int = typer.Option(64)):
+                    batch_size: int = typer.Option(64),
+                    windows: bool = typer.Option(False, help="Read long texts whole: average over half-overlapping windows.")):
     """Classify new texts with a fine-tuned model; prints one JSON line per text."""
     from .predict import SentimentModel
 
@@ -155,7 +156,7 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
         texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
-    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir).predict(texts, batch_size)):
+    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir).predict(texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import clean_text, tokenize_function
+from .data import clean_text, special_tokens_around, tokenize_function
 from .models import LABELS, autocast, load_tokenizer, resolve_precision
 
 
@@ -75,17 +75,36 @@ class SentimentModel:
         return cls(model.to(_device()), load_tokenizer(str(path), trust_remote_code))
 
     def predict_proba(self, texts: list[str], batch_size: int = 64, max_length: int | None = None,
-                      truncation: str | None = None, precision: str = "auto", clean: bool = True):
-        """(P(positive), margin, n_tokens) per text."""
+                      truncation: str | None = None, precision: str = "auto", clean: bool = True, windows: bool = False):
+        """(P(positive), margin, n_tokens) per text.
+
+        `windows=True` reads long texts whole: the margin is the mean over half-overlapping windows of
+        `max_length` tokens (more compute for reviews longer than the model reads at once)."""
         texts = [clean_text(t) for t in texts] if clean else list(texts)
-        encode = tokenize_function(self.tokenizer, max_length or self.max_length, truncation or self.truncation)
-        encoded = encode({"text": texts})
+        max_length = max_length or self.max_length
+        if windows:
+            return self._windowed(texts, batch_size, max_length, precision)
+        encoded = tokenize_function(self.tokenizer, max_length, truncation or self.truncation)({"text": texts})
         margin = margins_for_ids(self.model, encoded["input_ids"], self.tokenizer.pad_token_id or 0, batch_size, precision)
         return sigmoid(margin), margin, np.asarray(encoded["n_tokens"])
 
-    def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[dict]:
+    def _windowed(self, texts: list[str], batch_size: int, max_length: int, precision: str):
+        prefix, suffix = special_tokens_around(self.tokenizer)
+        keep = max_length - len(prefix) - len(suffix)
+        ids = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        pieces, owner = [], []
+        for row, seq in enumerate(ids):
+            starts = range(0, max(len(seq) - keep, 0) + keep // 2, keep // 2) if len(seq) > keep else [0]
+            for start in starts:
+                pieces.append(prefix + seq[start:start + keep] + suffix)
+                owner.append(row)
+        margins = margins_for_ids(self.model, pieces, self.tokenizer.pad_token_id or 0, batch_size, precision)
+        margin = np.bincount(owner, weights=margins, minlength=len(texts)) / np.bincount(owner, minlength=len(texts))
+        return sigmoid(margin), margin.astype(np.float32), np.array([len(s) + len(prefix) + len(suffix) for s in ids])
+
+    def predict(self, texts: list[str] | str, batch_size: int = 64, windows: bool = False) -> list[dict]:
         """[{label, score}] per text, like `transformers.pipeline("text-classification")`."""
         single = isinstance(texts, str)
-        prob, _, _ = self.predict_proba([texts] if single else texts, batch_size)
+        prob, _, _ = self.predict_proba([texts] if single else texts, batch_size, windows=windows)
         out = [{"label": LABELS[int(p >= 0.5)], "score": float(max(p, 1 - p))} for p in prob]
         return out[0] if single else out
