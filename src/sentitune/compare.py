@@ -255,7 +255,7 @@ def plot(table: dict, path: Path) -> None:
         values = np.array([r[key] if r[key] is not None else np.nan for r in rows])
         errors = None
         if key == "accuracy":
-            errors = np.array([[r["accuracy"] - r["accuracy_ci95"][0] for r in rows], [r["accuracy_ci95"][1] - r["accuracy"] for r in rows]])
+            errors = np.array([[r["accuracy"] - r["accuracy_ci95"][0] for r in rows], [r["accuracy_ci95"][1] - r["accuracy"] for r in rows]]).clip(min=0)
         ax.bar(x + (i - 1) * width, values, width, yerr=errors, capsize=3, label=label)
     low = min(min(r[k] for r in rows if r[k] is not None) for k, _ in PLOTTED)
     ax.set_ylim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.0)
