@@ -55,7 +55,9 @@ def plot_lengths(stats: dict, path: Path) -> Path:
     for limit in (256, 512):
         ax.axvline(limit, color="black", linestyle="--", linewidth=1)
         ax.text(limit, ax.get_ylim()[1] * 0.95, f" {limit}", va="top")
-    ax.set(xlabel="tokens per review (clipped at 2000)", ylabel="reviews", title=f"Token lengths: {stats['tokenizer']}")
+    tokenizer = Path(stats["tokenizer"])
+    short = tokenizer.parent.name if tokenizer.name == "model" else tokenizer.name  # packaged models live in .../<package>/model
+    ax.set(xlabel="tokens per review (clipped at 2000)", ylabel="reviews", title=f"Token lengths ({short} tokenizer)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
