@@ -63,3 +63,13 @@ def test_predict_prints_json_lines(tiny_model):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["text"] for r in rows] == ["a fine film", "a bad film"] and all(r["label"] in {"negative", "positive"} for r in rows)
+
+
+def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
+    (tmp_path / "space.yaml").write_text("learning_rate: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
+    args = ["tune", "--model", str(tiny_model), "--data", str(parquet_folder), "--validation-size", "0.2", "--max-steps", "4",
+            "--batch-size", "8", "--max-length", "32", "--study", str(tmp_path / "study"), "--n-trials", "2",
+            "--space", str(tmp_path / "space.yaml"), "--pruner", "none"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "study" / "best.yaml").is_file() and len(list((tmp_path / "study" / "trials").iterdir())) == 2

@@ -231,6 +231,23 @@ def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders 
     console.print((out / "comparison.md").read_text())
 
 
+@app.command("tune")
+@with_config_flags()
+def tune_command(cfg: TrainConfig,
+                 study: Path = typer.Option(Path("studies/sentitune"), help="Study folder (storage, trials/, best.yaml, plots/)."),
+                 n_trials: int = typer.Option(8, help="Finished trials the study should reach (across sessions and workers)."),
+                 timeout: Optional[float] = typer.Option(None, help="Stop this session after this many seconds."),
+                 space: Optional[Path] = typer.Option(None, help="YAML search space (default: lr, epochs, weight decay, dropout, warmup, batch size)."),
+                 storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in the study folder; postgresql://... to share across machines)."),
+                 pruner: str = typer.Option("median", help="median, hyperband or none."),
+                 sampler_seed: int = typer.Option(42, help="TPE sampler seed.")):
+    """Optuna search on validation F1 (never test); re-run the same command to resume after a crash."""
+    from .tune import load_space, tune
+
+    result = tune(study, cfg, load_space(space), n_trials, timeout, storage, pruner, sampler_seed)
+    console.print(f"best validation F1 {result.best_value:.4f} with {result.best_params}; retrain with: sentitune train --config {study / 'best.yaml'}")
+
+
 @app.command("serve")
 def serve_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                   host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)):
