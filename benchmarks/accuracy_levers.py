@@ -34,21 +34,25 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--tfidf", type=Path, help="A baseline folder (baseline.json + predictions.parquet) scored on the same test examples.")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-windows", action="store_true", help="Skip window averaging (it costs a full inference pass).")
     parser.add_argument("--out", type=Path, help="Write the rows as JSON here.")
     args = parser.parse_args()
 
     test = pd.read_parquet(args.run / "predictions.parquet").query("split == 'test'").reset_index(drop=True)
     labels = test["label"].to_numpy()
     rows = [row("head+tail (as trained)", labels, test["prob"].to_numpy(), None)]
-    model = SentimentModel.from_pretrained(args.run / "model")
-    started = time.perf_counter()
-    windowed, _, _ = model.predict_proba(test["text"].tolist(), args.batch_size, windows=True, clean=False)
-    rows.append(row("window average", labels, windowed, time.perf_counter() - started))
+    windowed = None
+    if not args.no_windows:
+        model = SentimentModel.from_pretrained(args.run / "model")
+        started = time.perf_counter()
+        windowed, _, _ = model.predict_proba(test["text"].tolist(), args.batch_size, windows=True, clean=False)
+        rows.append(row("window average", labels, windowed, time.perf_counter() - started))
     if args.tfidf:
         baseline = pd.read_parquet(args.tfidf / "predictions.parquet").set_index("idx").loc[test["idx"]]
         rows.append(row("tfidf-lr alone", labels, baseline["prob"].to_numpy(), None))
         rows.append(row("ensemble: mean(model, tfidf-lr)", labels, (test["prob"].to_numpy() + baseline["prob"].to_numpy()) / 2, None))
-        rows.append(row("ensemble: mean(window model, tfidf-lr)", labels, (windowed + baseline["prob"].to_numpy()) / 2, None))
+        if windowed is not None:
+            rows.append(row("ensemble: mean(window model, tfidf-lr)", labels, (windowed + baseline["prob"].to_numpy()) / 2, None))
     reference = rows[0]["correct"]
     print(f"{args.run}: {len(test)} test examples")
     print(f"{'variant':<42} {'accuracy':>9} {'95% CI':>17} {'F1':>7} {'seconds':>8} {'vs as-trained':>14} {'McNemar p':>10}")
