@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -182,3 +183,24 @@ def test_default_minilm_learns_on_an_imdb_slice(tmp_path):
                                  "data": {"data": str(IMDB), "train_per_class": 320, "validation_per_class": 100, "test_per_class": 100}})
     metrics = json.loads((train(cfg) / "metrics.json").read_text())
     assert metrics["validation"]["accuracy_ci95"][0] > 0.6  # clearly above chance, not just a lucky draw
+
+
+def test_seed_nlptown_preset_trains_a_five_star_stand_in(tiny_run, tmp_path, caplog):
+    """The seed document's recipe with a tiny 5-label model in place of the Hub's nlptown weights."""
+    _, _, data = tiny_run
+    stars = {i: f"{i + 1} star{'s' if i else ''}" for i in range(5)}
+    stand_in = tiny_bert(tmp_path / "nlptown-stand-in", num_labels=5, id2label=stars)
+    assert load_config(preset="seed-nlptown").model == "nlptown/bert-base-multilingual-uncased-sentiment"
+    cfg = load_config(preset="seed-nlptown", overrides={"model": str(stand_in), "output_dir": str(tmp_path), "max_steps": 2,
+                                                        "max_length": 64, "data": {"data": str(data), "train_per_class": 20, "validation_size": 0.2}})
+    metrics = json.loads((train(cfg) / "metrics.json").read_text())
+    assert "5-label head" in caplog.text and metrics["train"]["steps"] == 2
+
+
+def test_gpu_base_preset_asks_for_bf16_and_long_reviews(tmp_path):
+    from sentitune.train import training_arguments
+
+    cfg = load_config(preset="gpu-base")
+    args = training_arguments(cfg, tmp_path, "bf16", train_size=22_416)
+    assert (cfg.max_length, args.per_device_train_batch_size, args.num_train_epochs, args.bf16) == (512, 32, 3.0, True)
+    assert args.eval_steps == math.ceil(22_416 / 32) // 4  # about four evaluations per epoch

@@ -129,7 +129,7 @@ def training_arguments(cfg: TrainConfig, work_dir: Path, precision: str, train_s
     world = int(os.environ.get("WORLD_SIZE", 1))
     steps_per_epoch = math.ceil(train_size / (cfg.batch_size * cfg.gradient_accumulation * world))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    eval_steps = cfg.eval_steps or max(1, total // 4)
+    eval_steps = cfg.eval_steps or max(1, min(total, steps_per_epoch) // 4)
     return TrainingArguments(
         output_dir=str(work_dir / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
