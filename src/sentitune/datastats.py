@@ -75,12 +75,14 @@ def stats_for_json(stats: dict) -> dict:
 
 def stats_table(stats: dict):
     """A rich table of `dataset_stats`: one row per split."""
+    from rich import box
     from rich.table import Table
 
-    title = f"{stats['source']}" + (f"  (train texts also in test: {stats['train_texts_in_test']})" if "train_texts_in_test" in stats else "")
-    table = Table(title=title)
-    for column in ("split", "rows", "negative", "positive", "duplicates", "tokens p50", "p90", "p99", "> 256", "> 512"):
-        table.add_column(column)
+    title = f"{stats['source']}: rows, labels, duplicate texts, token length percentiles and share over 256/512 tokens" + (f" (train texts also in test: {stats['train_texts_in_test']})" if "train_texts_in_test" in stats else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("split")
+    for column in ("rows", "neg", "pos", "dup", "p50", "p90", "p99", ">256", ">512"):
+        table.add_column(column, justify="right")
     for split, entry in stats["splits"].items():
         tok = stats.get("tokens", {}).get(split)
         cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}", f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
