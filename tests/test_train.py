@@ -204,3 +204,16 @@ def test_gpu_base_preset_asks_for_bf16_and_long_reviews(tmp_path):
     args = training_arguments(cfg, tmp_path, "bf16", train_size=22_416)
     assert (cfg.max_length, args.per_device_train_batch_size, args.num_train_epochs, args.bf16) == (512, 32, 3.0, True)
     assert args.eval_steps == math.ceil(22_416 / 32) // 4  # about four evaluations per epoch
+
+
+def test_results_do_not_depend_on_rng_use_before_training(tiny_run, tmp_path):
+    import torch
+
+    _, _, data = tiny_run
+    stand_in = tiny_bert(tmp_path / "five-labels", num_labels=5)  # its head is re-initialised from the RNG
+    losses = []
+    for name in ("first", "second"):
+        torch.rand(1000 if name == "second" else 7)  # what another stage (a baseline loading a model) might have consumed
+        cfg = tiny_config(stand_in, data, tmp_path / "runs", name=name)
+        losses.append(json.loads((train(cfg) / "metrics.json").read_text())["test"]["log_loss"])
+    assert losses[0] == pytest.approx(losses[1], abs=1e-7)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -247,6 +247,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     run_dir, work_dir = run_paths(cfg, resume, overwrite)
     splits, data_report = prepare_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    set_seed(cfg.seed)  # the new head's initialisation must not depend on what ran earlier in the process
     model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code)
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation, use_cache=_rank() == 0)
     if _rank() == 0:
