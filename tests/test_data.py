@@ -168,3 +168,10 @@ def test_real_imdb_copy_prepares_balanced_grouped_splits():
     assert report["raw_rows"] == {"train": 25_000, "test": 25_000}
     assert report["movies_in_train_and_validation"] == 0
     assert frames["test"]["label"].value_counts().to_dict() == {0: 200, 1: 200}
+
+
+def test_validation_in_train_for_the_final_fit(parquet_folder):
+    plain, _ = prepare_frames(DataConfig(data=str(parquet_folder), validation_size=0.2))
+    final, report = prepare_frames(DataConfig(data=str(parquet_folder), validation_size=0.2, validation_in_train=True))
+    assert len(final["train"]) == len(plain["train"]) + len(plain["validation"]) and report["validation_in_train"]
+    assert set(final["validation"]["idx"]) <= set(final["train"]["idx"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -74,7 +75,8 @@ def test_study_folder_holds_trials_best_config_summary_and_plots(study_setup):
     assert len(firsts) == 1 and firsts.pop() % 16 == 0
     best = load_config(folder / "best.yaml")
     assert best.learning_rate == study.best_params["learning_rate"] and best.batch_size == study.best_params["batch_size"]
-    assert best.name == "study-best" and best.output_dir == cfg.output_dir and best.data == cfg.data
+    assert best.name == "study-best" and best.output_dir == cfg.output_dir and best.early_stopping_patience == 0
+    assert best.data == dataclasses.replace(cfg.data, validation_in_train=True)  # the final fit trains on train + validation
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["counts"] == {"complete": 3, "pruned": 1} and summary["best"]["number"] == study.best_trial.number
     assert summary["default"] == {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size}

@@ -56,6 +56,7 @@ class DataConfig:
     validation_per_class: int | None = field(default=None, metadata={"help": "Balanced sample of N validation examples per class (None: all)."})
     test_per_class: int | None = field(default=None, metadata={"help": "Balanced sample of N test examples per class (None: the whole test split)."})
     seed: int = field(default=42, metadata={"help": "Seed for every sample and split."})
+    validation_in_train: bool = field(default=False, metadata={"help": "Final fit: also train on the validation rows (after a search chose the settings); validation metrics are then in-sample and flagged so."})
 
 
 # ---------------------------------------------------------------- reading sources
@@ -324,6 +325,9 @@ def prepare_frames(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = Non
     }
     for split, df in out.items():
         _check_classes(df, split, cfg.data)
+    if cfg.validation_in_train:
+        out["train"] = pd.concat([out["train"], out["validation"]]).sort_values("idx", ignore_index=True)
+        report["validation_in_train"] = True
     if "movie" in train.columns:
         report["validation_grouped_by"] = "movie"
         report["movies_in_train_and_validation"] = len(set(out["train"]["movie"]) & set(out["validation"]["movie"]))

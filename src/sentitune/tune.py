@@ -339,12 +339,14 @@ class TrialRunner:
 
 
 def best_config(study: optuna.Study, study_dir: Path, base: TrainConfig) -> TrainConfig:
-    """The best trial's exact config (same evaluation cadence), named `<study>-best`, writing into base.output_dir."""
+    """The best trial's config as a final fit, named `<study>-best`, writing into base.output_dir: it trains on
+    train + validation for the trial's fixed schedule (no early stopping: validation is in-sample then)."""
     from .config import load_config
 
     saved = Path(study_dir) / "trials" / str(study.best_trial.number) / "config.yaml"
     trial_cfg = load_config(saved) if saved.is_file() else with_params(base, study.best_trial.params)
-    return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir)
+    return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir, early_stopping_patience=0,
+                               data=dataclasses.replace(trial_cfg.data, validation_in_train=True))
 
 
 def best_config_yaml(study: optuna.Study, study_dir: str | Path, base: TrainConfig) -> Path | None:
