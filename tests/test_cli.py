@@ -73,3 +73,9 @@ def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "study" / "best.yaml").is_file() and len(list((tmp_path / "study" / "trials").iterdir())) == 2
+
+
+def test_public_api_names_resolve():
+    import sentitune
+
+    assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict) for name in sentitune.__all__)
