@@ -77,5 +77,9 @@ def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
 
 def test_public_api_names_resolve():
     import sentitune
+    import sentitune.compare
+    import sentitune.train
+    import sentitune.tune  # importing the submodules must not change what the public names are
 
+    assert sentitune.fine_tune is sentitune.train.train and sentitune.compare_results is sentitune.compare.compare
     assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict) for name in sentitune.__all__)
