@@ -1,0 +1,94 @@
+"""Shared pieces of the benchmarks: the IMDB sample, the machine, FLOP counts, peak RSS and result tables.
+
+The scripts import this file as `common` (they put `benchmarks/` on sys.path by being run from it).
+Every heavy script is meant to run under `flock /tmp/sentitune-cpu.lock python benchmarks/<script>.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+IMDB = Path(os.environ.get("SENTITUNE_DATA", "/work/shared/data/imdb"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def imdb_splits(train_per_class: int, test_per_class: int, validation_per_class: int = 8, seed: int = 42):
+    """Balanced IMDB train/validation/test samples through sentitune's own data layer (cleaned, seeded)."""
+    from sentitune.data import DataConfig, prepare_splits
+
+    cfg = DataConfig(data=str(IMDB), train_per_class=train_per_class, validation_per_class=validation_per_class,
+                     test_per_class=test_per_class, seed=seed)
+    splits, _ = prepare_splits(cfg)
+    return splits, cfg
+
+
+def machine() -> str:
+    """One line naming the CPU, the threads torch uses and the software versions."""
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    flags = Path("/proc/cpuinfo").read_text()
+    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no bf16 ISA"
+    return (f"{cpu} ({os.cpu_count()} cores, {isa}), torch {torch.__version__} on {torch.get_num_threads()} threads, "
+            f"transformers {transformers.__version__}, load average {os.getloadavg()[0]:.2f}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """Best-of-`repeats` GFLOP/s of an n x n x n matmul in `dtype` (the machine's practical peak)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def train_flops(config, batch: int, width: int) -> float:
+    """Forward + backward matmul FLOPs of one BERT-style batch of `batch` sequences padded to `width` tokens.
+
+    Per token and layer the forward pass does 2*(4d^2 + 2*d*d_ff) in the projections and 4*width*d in
+    attention (QK^T and AV); backward costs twice the forward. Embedding lookups, norms and the tiny
+    classifier head are left out, as in the usual model-FLOPs accounting."""
+    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = layers * (2 * (4 * d * d + 2 * d * ff) + 4 * width * d)
+    return 3 * per_token * batch * width
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of `rows` (floats to 3 significant digits) in the order of `columns`."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run_json(script: str, spec: dict) -> dict:
+    """Run `benchmarks/<script> --spec JSON` in a fresh process (clean peak RSS) and return its last JSON line."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--spec", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,119 @@
+"""Inference throughput: sentitune's batch prediction against `transformers.pipeline("text-classification")`.
+
+    flock /tmp/sentitune-cpu.lock python benchmarks/inference.py                    # 2,000 test reviews
+    flock /tmp/sentitune-cpu.lock python benchmarks/inference.py --reviews 500 --skip-variants
+
+Both read the same model folder, saved the way a sentitune run saves it (the default model with a fresh
+negative/positive head; max_length 256 in its tokenizer and config), or `--model` (a run's model/ folder,
+which adds each arm's accuracy on the reviews). sentitune's arm is `predict_proba`
+with the run's eval batch size, the path `sentitune evaluate` takes. The pipeline keeps its defaults
+(fp32, one review per forward pass) except `truncation=True`, without which reviews over 512 tokens
+raise; it then truncates at the tokenizer's 256 tokens, the same budget as sentitune. Variants of
+sentitune's own path follow. Wall time includes tokenisation. Prints the table and the ratio last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+
+import common
+from sentitune.config import default_model
+from sentitune.data import clean_text, tokenize_function
+from sentitune.models import LABELS, load_classifier, load_tokenizer, quiet_transformers
+from sentitune.predict import SentimentModel, margins_for_ids
+
+MAX_LENGTH = 256
+
+
+def model_folder(out: Path) -> Path:
+    """The default model with a negative/positive head, saved like a finished sentitune run's model/."""
+    torch.manual_seed(0)
+    model, tokenizer = load_classifier(default_model()), load_tokenizer(default_model())
+    model.config.sentitune = {"max_length": MAX_LENGTH, "truncation": "head+tail"}
+    tokenizer.model_max_length = MAX_LENGTH
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def timed(fn, texts: list[str]) -> tuple[float, np.ndarray]:
+    """(seconds, P(positive) >= 0.5 per text) for fn(texts), after a short warm-up on the first texts."""
+    fn(texts[:16])
+    start = time.perf_counter()
+    positive = fn(texts)
+    return time.perf_counter() - start, positive
+
+
+def pipeline_arm(folder: Path):
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(folder), device="cpu")
+    return lambda texts: np.array([p["label"] == LABELS[1] for p in pipe(texts, truncation=True)])
+
+
+def sentitune_arm(folder: Path, batch_size: int = 64, precision: str = "auto", attn: str = "sdpa"):
+    model = SentimentModel.from_pretrained(folder)
+    model.model.set_attn_implementation(attn)
+    return lambda texts: model.predict_proba(texts, batch_size=batch_size, precision=precision)[0] >= 0.5
+
+
+def autocast_arm(folder: Path, batch_size: int = 64):
+    """sentitune's path before bf16 weight copies: bf16 autocast over the fp32 weights."""
+    model = SentimentModel.from_pretrained(folder)
+    encode = tokenize_function(model.tokenizer, MAX_LENGTH, model.truncation)
+
+    def run(texts: list[str]) -> np.ndarray:
+        ids = encode({"text": [clean_text(t) for t in texts]})["input_ids"]
+        return margins_for_ids(model.model, ids, model.tokenizer.pad_token_id or 0, batch_size, "bf16") > 0
+
+    return run
+
+
+VARIANTS = {
+    "sentitune, bf16 autocast over fp32 weights (before)": (autocast_arm, {}),
+    "sentitune fp32": (sentitune_arm, dict(precision="fp32")),
+    "sentitune batch 16": (sentitune_arm, dict(batch_size=16)),
+    "sentitune batch 32": (sentitune_arm, dict(batch_size=32)),
+    "sentitune batch 128": (sentitune_arm, dict(batch_size=128)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reviews", type=int, default=2000, help="balanced IMDB test reviews")
+    parser.add_argument("--skip-variants", action="store_true", help="only the two main arms")
+    parser.add_argument("--model", help="a fine-tuned model folder (e.g. runs/cpu-quick/model): adds each arm's accuracy")
+    args = parser.parse_args()
+    quiet_transformers()
+    print(common.machine())
+    splits, _ = common.imdb_splits(train_per_class=8, test_per_class=args.reviews // 2)
+    texts = list(splits["test"]["text"])
+    labels = np.asarray(splits["test"]["label"])
+    folder = Path(args.model) if args.model else model_folder(Path(tempfile.mkdtemp(prefix="sentitune-infer-")))
+    arms = {"pipeline() defaults": pipeline_arm(folder), "sentitune predict_proba (batch 64, auto precision)": sentitune_arm(folder)}
+    if not args.skip_variants:
+        arms |= {name: make(folder, **kw) for name, (make, kw) in VARIANTS.items()}
+    rows = []
+    for name, fn in arms.items():
+        seconds, positive = timed(fn, texts)
+        rows.append({"arm": name, "seconds": seconds, "reviews_per_s": len(texts) / seconds,
+                     "accuracy": float((positive == labels).mean()) if args.model else ""})
+        print(f"{name}: {rows[-1]['reviews_per_s']:.1f} reviews/s", flush=True)
+    for row in rows:
+        row["ratio_to_pipeline"] = row["reviews_per_s"] / rows[0]["reviews_per_s"]
+    print(common.markdown_table(rows, ["arm", "seconds", "reviews_per_s", "ratio_to_pipeline", "accuracy"]))
+    ratio = rows[1]["ratio_to_pipeline"]
+    print(f"ratio sentitune/pipeline: {ratio:.2f}x on {len(texts)} reviews (target >= 5x: {'met' if ratio >= 5 else 'not met'})")
+
+
+if __name__ == "__main__":
+    main()

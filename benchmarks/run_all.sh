@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every CPU benchmark in one go, at the sizes docs/benchmarks.md reports (about 30 minutes on 2 uncontended cores), most important first.
+# Run it under the shared CPU lock so nothing else heavy runs meanwhile:
+#   flock /tmp/sentitune-cpu.lock bash benchmarks/run_all.sh [results-folder]
+# Each benchmark's full output goes to <results-folder>/<name>.txt (default benchmarks/results/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-benchmarks/results}"
+mkdir -p "$OUT"
+
+run() {  # run NAME SCRIPT ARGS...: time it and keep its output
+  local name="$1"; shift
+  echo "== $name: python benchmarks/$*"
+  local start=$SECONDS
+  python "benchmarks/$@" > "$OUT/$name.txt" 2>&1 || echo "$name failed (see $OUT/$name.txt)"
+  echo "   done in $((SECONDS - start)) s; last lines:"
+  grep -v -e '^Map' -e '^tokenize' "$OUT/$name.txt" | tail -4 | sed 's/^/   /'
+}
+
+run train_throughput train_throughput.py --train-examples 320 --repeats 2 --arms reference sentitune sentitune-hidden-dropout-0
+run flops flops.py --train-examples 240
+run inference inference.py --reviews 2000
+run accuracy_parity accuracy_parity.py --train-examples 800 --test-examples 1000
+run profile_step profile_step.py
+run profile_step_no_dropout profile_step.py --dropout 0.0
+run train_ablation train_ablation.py --train-examples 240 --only bf16-model-dropouts base eager-attention foreach-adamw \
+    no-hidden-dropout-batch32 no-hidden-dropout-bf16-weights
+run time_to_accuracy time_to_accuracy.py --cap-minutes 3 --eval-every 60
