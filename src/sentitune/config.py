@@ -65,9 +65,11 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # The main job on a 2-core CPU: about 10-15 minutes including evaluation on a fixed balanced test sample.
+    # Dropout off and eval batch 16: the fastest settings measured here that keep accuracy (docs/benchmarks.md).
     "cpu-quick": {"max_length": 256, "epochs": 1.0, "batch_size": 16, "learning_rate": 1e-4, "attention_dropout": 0.0,
+                  "dropout": 0.0, "eval_batch_size": 16,
                   "data": {"train_per_class": 2500, "validation_per_class": 250, "test_per_class": 1000}},
-    # The full IMDB train (minus validation) and the full 25k test set on CPU.
+    # The full IMDB train (minus validation) and the full 25k test set on CPU (kept as measured: 92.1% on the test set).
     "cpu-full": {"max_length": 256, "epochs": 1.0, "batch_size": 16, "learning_rate": 1e-4, "attention_dropout": 0.0,
                  "eval_steps": 300, "data": {"validation_per_class": 500}},
     # A GPU with bf16: longer reviews, more epochs.
