@@ -127,21 +127,29 @@ def open_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
     heartbeats and re-queued once with the same parameters."""
     if "://" in url:
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for attempt in range(5):
             try:
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+                return _rdb_storage(url, engine_kwargs, heartbeat_s)
             except (ImportError, ModuleNotFoundError) as exc:
                 raise SentituneError(f"--storage {redacted(url)}: missing database driver ({exc.name}); pip install it.") from None
             except Exception as exc:  # sqlalchemy raises many types for bad URLs or unreachable servers
-                raise SentituneError(f"--storage {redacted(url)}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
+                # workers that start together race to create the schema: the loser fails once, then finds it made
+                if type(exc).__name__ not in {"IntegrityError", "OperationalError"} or attempt == 4:
+                    raise SentituneError(f"--storage {redacted(url)}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
+                time.sleep(0.5 * (attempt + 1))
     if Path(url).suffix in {".log", ".journal", ".jsonl"}:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(url)
         return optuna.storages.JournalStorage(backend)
     raise SentituneError(f"--storage {url}: use a database URL (sqlite:///path.db, postgresql://..., mysql://...) or a journal file ending in .log.")
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_s: int) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
 
 
 def redacted(url: str) -> str:
