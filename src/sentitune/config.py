@@ -14,6 +14,7 @@ import yaml
 
 from .data import DataConfig
 from .errors import SentituneError
+from .io import read_yaml
 
 
 def default_model() -> str:
@@ -111,13 +112,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
             raise SentituneError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}.")
         values = _merge(values, PRESETS[preset])
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise SentituneError(f"--config {path}: file not found.")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SentituneError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+        loaded = read_yaml(path, "--config")
         if not isinstance(loaded, dict):
             raise SentituneError(f"--config {path}: expected a mapping of field: value at the top level.")
         values = _merge(values, loaded)

@@ -7,6 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
+
+from .errors import SentituneError
+
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write `text` to a temporary sibling, then rename it over `path` (readers never see half a file)."""
@@ -35,3 +39,14 @@ def atomic_dir(target: str | Path):
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_yaml(path: str | Path, flag: str):
+    """A YAML file's content ({} when empty); one-line errors naming `flag` for a missing or invalid file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SentituneError(f"{flag} {path}: file not found.")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SentituneError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]}).") from None

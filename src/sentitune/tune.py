@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 
 from .config import TrainConfig
 from .errors import SentituneError
-from .io import atomic_write_text
+from .io import atomic_write_text, read_yaml
 
 console = Console(stderr=True)
 
@@ -82,13 +82,7 @@ def load_space(path: str | Path | None) -> dict:
     """The search space from a YAML file (`field: spec` at the top level, or under `search_space:`); None: the default."""
     if path is None:
         return copy.deepcopy(DEFAULT_SPACE)
-    path = Path(path)
-    if not path.is_file():
-        raise SentituneError(f"--space {path}: file not found.")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SentituneError(f"--space {path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+    loaded = read_yaml(path, "--space")
     if isinstance(loaded, dict) and "search_space" in loaded:
         loaded = loaded["search_space"]
     return check_space(loaded, f"--space {path}")
