@@ -178,9 +178,8 @@ def test_presets_and_config_files(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
 def test_default_minilm_learns_on_an_imdb_slice(tmp_path):
-    cfg = load_config(overrides={"output_dir": str(tmp_path), "max_steps": 40, "learning_rate": 1e-4, "attention_dropout": 0.0,
-                                 "max_length": 128, "eval_steps": 40,
-                                 "data": {"data": str(IMDB), "train_per_class": 320, "validation_per_class": 100, "test_per_class": 100}})
+    cfg = load_config(preset="cpu-quick", overrides={"output_dir": str(tmp_path), "max_steps": 60, "eval_steps": 60,
+                                                     "data": {"data": str(IMDB), "train_per_class": 480, "validation_per_class": 100, "test_per_class": 100}})
     metrics = json.loads((train(cfg) / "metrics.json").read_text())
     assert metrics["validation"]["accuracy_ci95"][0] > 0.6  # clearly above chance, not just a lucky draw
 
