@@ -154,23 +154,12 @@ def batched_outputs(model, tokenizer, texts: list[str], reduce: Callable, batch_
     Texts are cut to `max_length` tokens the way fine-tuning cuts them (`sentitune.data.tokenize_function`),
     so baselines and the fine-tuned model read the same words.
     """
-    import torch
-
     from .data import tokenize_function
+    from .predict import batched_rows
 
     encoded = tokenize_function(tokenizer, max_length, truncation)({"text": list(texts)})["input_ids"]
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
     use_bf16 = cpu_supports_bf16() if bf16 is None else bf16
-    rows = [None] * len(texts)
-    model.eval()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
-            out = reduce(model(**batch), batch["attention_mask"]).float().numpy()
-            for i, row in zip(chunk, out):
-                rows[i] = row
-    return np.stack(rows) if rows else np.zeros((0,))
+    return batched_rows(model, encoded, tokenizer.pad_token_id or 0, reduce, batch_size, "bf16" if use_bf16 else "fp32")
 
 
 def mean_pool(outputs, attention_mask):

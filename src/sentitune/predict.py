@@ -31,21 +31,32 @@ def _padded(batch: list[list[int]], pad_id: int, device: torch.device) -> dict[s
 
 
 @torch.inference_mode()
-def margins_for_ids(model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64, precision: str = "auto") -> np.ndarray:
-    """logit(positive) - logit(negative) for already tokenized inputs, in the input order.
+def batched_rows(model, input_ids: list[list[int]], pad_id: int, reduce, batch_size: int = 64, precision: str = "auto") -> np.ndarray:
+    """`reduce(outputs, attention_mask)` for tokenized inputs, run in length-sorted batches, returned in input order.
 
     Autocast applies to fp32 weights only: a model already in bf16/fp16 runs as it is."""
     weight = next(model.parameters())
     model.eval()
     order = np.argsort([len(x) for x in input_ids], kind="stable")[::-1]
-    out = np.empty(len(input_ids), dtype=np.float32)
-    device = weight.device
-    with autocast(resolve_precision(precision) if weight.dtype == torch.float32 else "fp32", device):
+    rows = [None] * len(input_ids)
+    with autocast(resolve_precision(precision) if weight.dtype == torch.float32 else "fp32", weight.device):
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            logits = model(**_padded([input_ids[i] for i in rows], pad_id, device)).logits.float()
-            out[rows] = (logits[:, 1] - logits[:, 0]).cpu().numpy()
-    return out
+            chunk = order[start : start + batch_size]
+            batch = _padded([input_ids[i] for i in chunk], pad_id, weight.device)
+            out = reduce(model(**batch), batch["attention_mask"]).float().cpu().numpy()
+            for i, row in zip(chunk, out):
+                rows[i] = row
+    return np.stack(rows) if rows else np.zeros((0,), dtype=np.float32)
+
+
+def _margin(outputs, attention_mask) -> torch.Tensor:
+    logits = outputs.logits.float()
+    return logits[:, 1] - logits[:, 0]
+
+
+def margins_for_ids(model, input_ids: list[list[int]], pad_id: int, batch_size: int = 64, precision: str = "auto") -> np.ndarray:
+    """logit(positive) - logit(negative) for already tokenized inputs, in the input order."""
+    return batched_rows(model, input_ids, pad_id, _margin, batch_size, precision).astype(np.float32)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
