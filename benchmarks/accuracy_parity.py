@@ -27,6 +27,7 @@ ARMS = {
     "reference": {"recipe": "reference", "schedule": True},
     "sentitune": {"recipe": "sentitune"},
     "sentitune-hidden-dropout-0": {"recipe": "sentitune", "overrides": {"dropout": 0.0}},
+    "sentitune-sdpa": {"recipe": "sentitune", "overrides": {"attention": "sdpa"}},
 }
 COLUMNS = ["arm", "accuracy", "points_vs_reference", "mcnemar_p", "train_wall_s", "examples_per_s", "train_loss"]
 

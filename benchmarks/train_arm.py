@@ -147,8 +147,10 @@ def run(spec: dict) -> dict:
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation)
     reference = spec["recipe"] == "reference"
     torch.manual_seed(cfg.seed)  # the same classifier-head initialisation in every arm
-    model = load_classifier(cfg.model) if reference else load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout)
-    model.set_attn_implementation(spec.get("attn", "sdpa"))
+    model = load_classifier(cfg.model, attention="sdpa") if reference else \
+        load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, attention=cfg.attention)
+    if spec.get("attn"):
+        model.set_attn_implementation(spec["attn"])
     if spec.get("bf16_weights"):
         model.to(torch.bfloat16)
     trainer = (reference_trainer if reference else sentitune_trainer)(spec, cfg, model, tokenizer, tokenized, out)

@@ -25,6 +25,7 @@ ARMS = {
     "sentitune": {"recipe": "sentitune"},
     # candidates for the preset, measured in the same rotation (speed only; accuracy_parity.py prices them)
     "sentitune-hidden-dropout-0": {"recipe": "sentitune", "overrides": {"dropout": 0.0}},
+    "sentitune-sdpa": {"recipe": "sentitune", "overrides": {"attention": "sdpa"}},
     "sentitune-hidden-dropout-0-batch-32": {"recipe": "sentitune", "overrides": {"dropout": 0.0, "batch_size": 32}},
 }
 COLUMNS = ["run", "arm", "examples_per_s", "tokens_per_s", "padded_tokens_per_s", "gflops", "peak_rss_mb", "cpu_share",

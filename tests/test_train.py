@@ -216,3 +216,29 @@ def test_results_do_not_depend_on_rng_use_before_training(tiny_run, tmp_path):
         cfg = tiny_config(stand_in, data, tmp_path / "runs", name=name)
         losses.append(json.loads((train(cfg) / "metrics.json").read_text())["test"]["log_loss"])
     assert losses[0] == pytest.approx(losses[1], abs=1e-7)
+
+
+def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model, tmp_path):
+    from transformers import TrainingArguments
+
+    from sentitune.models import load_classifier
+    from sentitune.train import layer_depth, layerwise_optimizer
+
+    model = load_classifier(str(tiny_model))
+    cfg = load_config(overrides={"model": str(tiny_model), "learning_rate": 1e-3, "layer_lr_decay": 0.5, "weight_decay": 0.1})
+    _, kwargs = layerwise_optimizer(cfg, model, TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+    rates = {(g["lr"], g["weight_decay"]) for g in kwargs["params"]}
+    # 2 layers: head 1e-3, layer 1 5e-4, layer 0 2.5e-4, embeddings 1.25e-4; LayerNorm and biases without decay
+    assert {lr for lr, _ in rates} == {1e-3, 5e-4, 2.5e-4, 1.25e-4} and {wd for _, wd in rates} == {0.0, 0.1}
+    assert sum(len(g["params"]) for g in kwargs["params"]) == len(list(model.parameters()))
+    assert kwargs["params"][0]["lr"] == 1e-3  # the head's group first: Trainer logs the first group's rate
+    assert layer_depth("bert.encoder.layer.1.attention.self.query.weight", 2) == 2
+    assert layer_depth("bert.embeddings.word_embeddings.weight", 2) == 0 and layer_depth("classifier.bias", 2) == 3
+
+
+def test_training_with_layer_lr_decay_logs_the_top_rate(tiny_model, parquet_folder, tmp_path):
+    run_dir = train(tiny_config(tiny_model, parquet_folder, tmp_path, name="llrd", layer_lr_decay=0.8, max_steps=4, eval_steps=4))
+    logs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    peak = max(r["learning_rate"] for r in logs if "learning_rate" in r)
+    assert 0 < peak <= 1e-3 and peak > 1e-3 * 0.8 ** 3 * 0.5  # the head's schedule, not the embeddings'
+    assert load_config(run_dir / "config.yaml").layer_lr_decay == 0.8

@@ -21,7 +21,7 @@ _API = {
     "evaluate_run": "evaluate", "classification_metrics": "evaluate",
     "run_baseline": "baselines", "compare_results": ("compare", "compare"),
     "tune_hyperparameters": ("tune", "tune"),
-    "write_report": "report", "write_model_card": "card",
+    "write_report": "report", "write_model_card": "card", "export_onnx": "export",
     "run_main_job": "workflow", "create_app": "serve",
     "SentituneError": "errors",
 }

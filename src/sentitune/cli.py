@@ -23,6 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune tr
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
+BACKEND_HELP = "torch, or an ONNX graph written by `sentitune export`: onnx (fp32) or onnx-int8 (fastest on CPU)."
 
 @app.callback()
 def _quiet() -> None:
@@ -144,8 +145,9 @@ def data_stats_command(
 def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                     texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
                     file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
-                    batch_size: int = typer.Option(64),
-                    windows: bool = typer.Option(False, help="Read long texts whole: average over half-overlapping windows.")):
+                    batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: fastest measured for the backend)."),
+                    windows: bool = typer.Option(False, help="Read long texts whole: average over half-overlapping windows."),
+                    backend: str = typer.Option("torch", help=BACKEND_HELP)):
     """Classify new texts with a fine-tuned model; prints one JSON line per text."""
     from .predict import SentimentModel
 
@@ -156,7 +158,7 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
         texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
-    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir).predict(texts, batch_size, windows)):
+    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
 
 
@@ -176,12 +178,15 @@ def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
                      data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data form) instead of the run's own test split."),
                      text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
                      label_threshold: Optional[float] = typer.Option(None), split: str = typer.Option("test"),
-                     top_n: int = typer.Option(10, help="Most confident errors listed per kind.")):
+                     top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
+                     backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only.")):
     """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
     from .evaluate import evaluate_run
 
     data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold) if data else None
-    result = evaluate_run(run, data_cfg, split=split, top_n=top_n)
+    if backend != "torch" and data_cfg is None:
+        raise SentituneError(f"--backend {backend}: re-predicting needs --data (without it the run's saved predictions are scored).")
+    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend)
     console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
 
 
@@ -250,11 +255,22 @@ def tune_command(cfg: TrainConfig,
 
 @app.command("serve")
 def serve_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
-                  host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)):
+                  host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+                  backend: str = typer.Option("torch", help=BACKEND_HELP)):
     """Serve POST /predict and GET /health over HTTP."""
     from .serve import serve
 
-    serve(model / "model" if (model / "model").is_dir() else model, host, port)
+    serve(model / "model" if (model / "model").is_dir() else model, host, port, backend)
+
+
+@app.command("export")
+def export_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                   quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx).")):
+    """Write ONNX graphs for onnxruntime into the model folder (onnx/model.onnx, onnx/model_quantized.onnx)."""
+    from .export import export_onnx
+
+    for path in export_onnx(model, quantize):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
 def main() -> None:

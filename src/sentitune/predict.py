@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from .data import clean_text, special_tokens_around, tokenize_function
+from .errors import SentituneError
 from .models import LABELS, autocast, load_tokenizer, resolve_precision
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def _device() -> torch.device:
@@ -34,15 +38,18 @@ def _padded(batch: list[list[int]], pad_id: int, device: torch.device) -> dict[s
 def batched_rows(model, input_ids: list[list[int]], pad_id: int, reduce, batch_size: int = 64, precision: str = "auto") -> np.ndarray:
     """`reduce(outputs, attention_mask)` for tokenized inputs, run in length-sorted batches, returned in input order.
 
-    Autocast applies to fp32 weights only: a model already in bf16/fp16 runs as it is."""
-    weight = next(model.parameters())
+    Autocast applies to fp32 torch weights only: a model already in bf16/fp16, or an onnxruntime one, runs as it is."""
+    device, cast = torch.device("cpu"), False
+    if isinstance(model, torch.nn.Module):
+        weight = next(model.parameters())
+        device, cast = weight.device, weight.dtype == torch.float32
     model.eval()
     order = np.argsort([len(x) for x in input_ids], kind="stable")[::-1]
     rows = [None] * len(input_ids)
-    with autocast(resolve_precision(precision) if weight.dtype == torch.float32 else "fp32", weight.device):
+    with autocast(resolve_precision(precision) if cast else "fp32", device):
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = _padded([input_ids[i] for i in chunk], pad_id, weight.device)
+            batch = _padded([input_ids[i] for i in chunk], pad_id, device)
             out = reduce(model(**batch), batch["attention_mask"]).float().cpu().numpy()
             for i, row in zip(chunk, out):
                 rows[i] = row
@@ -64,13 +71,44 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def predict_proba(model_or_dir, texts: list[str], batch_size: int = 64, max_length: int | None = None,
-                  truncation: str | None = None, precision: str = "auto", tokenizer=None, clean: bool = True):
+def predict_proba(model_or_dir, texts: list[str], batch_size: int | None = None, max_length: int | None = None,
+                  truncation: str | None = None, precision: str = "auto", tokenizer=None, clean: bool = True,
+                  backend: str = "torch"):
     """(P(positive), margin, n_tokens) for raw texts; settings default to those the model was trained with."""
-    model = SentimentModel.from_pretrained(model_or_dir) if isinstance(model_or_dir, (str, Path)) else model_or_dir
+    model = SentimentModel.from_pretrained(model_or_dir, backend=backend) if isinstance(model_or_dir, (str, Path)) else model_or_dir
     if not isinstance(model, SentimentModel):
         model = SentimentModel(model, tokenizer)
     return model.predict_proba(texts, batch_size, max_length, truncation, precision, clean)
+
+
+class OnnxClassifier:
+    """An onnxruntime session (`sentitune export`) that `batched_rows` drives like the torch model."""
+
+    def __init__(self, path: Path, config, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.config, self.path = config, path
+
+    def eval(self) -> "OnnxClassifier":
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return SimpleNamespace(logits=torch.from_numpy(self.session.run(["logits"], feed)[0]))
+
+
+def _onnx_classifier(path: Path, backend: str, trust_remote_code: bool) -> OnnxClassifier:
+    from transformers import AutoConfig
+
+    from .export import onnx_path
+
+    graph = onnx_path(path, backend)
+    if not graph.is_file():
+        raise SentituneError(f"--backend {backend}: {graph} not found; run `sentitune export {path}` first.")
+    return OnnxClassifier(graph, AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code))
 
 
 class SentimentModel:
@@ -83,30 +121,45 @@ class SentimentModel:
         self.truncation = settings.get("truncation", "head+tail")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False) -> "SentimentModel":
+    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, backend: str = "torch") -> "SentimentModel":
+        """Load a saved model folder (or a run folder). `backend`: torch, or the ONNX graphs `sentitune export`
+        wrote: onnx (fp32) or onnx-int8 (fastest on CPU; accuracy measured in docs/benchmarks.md)."""
         from .models import load_classifier
 
+        path = Path(path) / "model" if (Path(path) / "model" / "config.json").is_file() else Path(path)
+        if backend not in BACKENDS:
+            raise SentituneError(f"--backend {backend}: use one of {', '.join(BACKENDS)}.")
+        if backend != "torch":
+            return cls(_onnx_classifier(path, backend, trust_remote_code), load_tokenizer(str(path), trust_remote_code))
         model = load_classifier(str(path), trust_remote_code=trust_remote_code)
         return cls(model.to(_device()), load_tokenizer(str(path), trust_remote_code))
+
+    @property
+    def default_batch_size(self) -> int:
+        """Fastest measured here: one review at a time for onnxruntime (no padding), 16 for torch on a CPU, 64 on a GPU."""
+        if isinstance(self.model, OnnxClassifier):
+            return 1
+        return 64 if next(self.model.parameters()).device.type == "cuda" else 16
 
     def model_at(self, precision: str = "auto"):
         """The network to run at `precision`. bf16 on CPU runs a bf16 copy of the weights, made once: ~1.1x
         the speed of autocast over fp32 weights, which keeps the residual stream in fp32 (docs/benchmarks.md),
         for 1.5x the memory. The copy assumes `self.model` is not modified afterwards."""
-        if resolve_precision(precision) != "bf16" or next(self.model.parameters()).device.type != "cpu":
+        if isinstance(self.model, OnnxClassifier) or resolve_precision(precision) != "bf16" \
+                or next(self.model.parameters()).device.type != "cpu":
             return self.model
         if self._bf16 is None:
             self._bf16 = copy.deepcopy(self.model).to(torch.bfloat16)
         return self._bf16
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64, max_length: int | None = None,
+    def predict_proba(self, texts: list[str], batch_size: int | None = None, max_length: int | None = None,
                       truncation: str | None = None, precision: str = "auto", clean: bool = True, windows: bool = False):
-        """(P(positive), margin, n_tokens) per text.
+        """(P(positive), margin, n_tokens) per text (batch_size None: `default_batch_size`).
 
         `windows=True` reads long texts whole: the margin is the mean over half-overlapping windows of
         `max_length` tokens (more compute for reviews longer than the model reads at once)."""
         texts = [clean_text(t) for t in texts] if clean else list(texts)
-        max_length = max_length or self.max_length
+        max_length, batch_size = max_length or self.max_length, batch_size or self.default_batch_size
         if windows:
             return self._windowed(texts, batch_size, max_length, precision)
         encoded = tokenize_function(self.tokenizer, max_length, truncation or self.truncation)({"text": texts})
@@ -127,7 +180,7 @@ class SentimentModel:
         margin = np.bincount(owner, weights=margins, minlength=len(texts)) / np.bincount(owner, minlength=len(texts))
         return sigmoid(margin), margin.astype(np.float32), np.array([len(s) + len(prefix) + len(suffix) for s in ids])
 
-    def predict(self, texts: list[str] | str, batch_size: int = 64, windows: bool = False) -> list[dict]:
+    def predict(self, texts: list[str] | str, batch_size: int | None = None, windows: bool = False) -> list[dict]:
         """[{label, score}] per text, like `transformers.pipeline("text-classification")`."""
         single = isinstance(texts, str)
         prob, _, _ = self.predict_proba([texts] if single else texts, batch_size, windows=windows)

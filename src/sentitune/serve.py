@@ -19,16 +19,17 @@ class Prediction(BaseModel):
     positive: float = Field(..., description="Probability of the positive label.")
 
 
-def create_app(model_dir: str | Path):
+def create_app(model_dir: str | Path, backend: str = "torch"):
     """A FastAPI app with POST /predict and GET /health around one loaded model."""
     from fastapi import FastAPI
 
-    model = SentimentModel.from_pretrained(model_dir)
+    model = SentimentModel.from_pretrained(model_dir, backend=backend)
     app = FastAPI(title="sentitune", description=f"Sentiment predictions from {model_dir}")
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": str(model_dir), "max_length": model.max_length, "truncation": model.truncation}
+        return {"status": "ok", "model": str(model_dir), "backend": backend, "max_length": model.max_length,
+                "truncation": model.truncation}
 
     @app.post("/predict", response_model=list[Prediction])
     def predict(request: PredictRequest) -> list[Prediction]:
@@ -38,8 +39,8 @@ def create_app(model_dir: str | Path):
     return app
 
 
-def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch") -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model_dir), host=host, port=port)
+    uvicorn.run(create_app(model_dir, backend), host=host, port=port)

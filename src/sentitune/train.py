@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import platform
 import shutil
 import signal
@@ -146,6 +147,30 @@ def training_arguments(cfg: TrainConfig, work_dir: Path, precision: str, train_s
     )
 
 
+def layer_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, n_layers + 1 for everything above (pooler, head)."""
+    if "embeddings" in name:
+        return 0
+    match = re.search(r"\.layers?\.(\d+)\.", name)
+    return int(match.group(1)) + 1 if match else n_layers + 1
+
+
+def layerwise_optimizer(cfg: TrainConfig, model, args: TrainingArguments) -> tuple[type, dict]:
+    """Trainer's own optimizer and settings, with one parameter group per (depth, weight decay) whose learning
+    rate is `learning_rate * layer_lr_decay ** (distance from the top)` (Howard & Ruder 2018; Sun et al. 2019)."""
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    n_layers = getattr(model.config, "num_hidden_layers", 0)
+    decay_names = set(Trainer.get_decay_parameter_names(None, model))  # uses no Trainer state
+    groups: dict[tuple[int, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((layer_depth(name, n_layers), name in decay_names), []).append(param)
+    kwargs["params"] = [{"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
+                         "lr": cfg.learning_rate * cfg.layer_lr_decay ** (n_layers + 1 - depth)}
+                        for (depth, decays), params in sorted(groups.items(), reverse=True)]  # top first: the rate Trainer logs
+    return optimizer_cls, kwargs
+
+
 def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, precision: str, work_dir: Path) -> Trainer:
     """A Hugging Face Trainer wired with sentitune's callbacks, collator and (optional) class weights."""
     train_set = tokenized["train"].select_columns(MODEL_COLUMNS)
@@ -162,6 +187,7 @@ def build_trainer(cfg: TrainConfig, model, tokenizer, tokenized, precision: str,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8), processing_class=tokenizer,
         compute_metrics=eval_metrics, callbacks=callbacks,
         compute_loss_func=class_weight_loss(np.asarray(tokenized["train"]["label"])) if cfg.class_weights else None,
+        optimizer_cls_and_kwargs=layerwise_optimizer(cfg, model, args) if cfg.layer_lr_decay != 1.0 else None,
     )
     trainer.remove_callback(PrinterCallback)  # the JSONL log and the progress bar say it already
     return trainer
@@ -248,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> Pa
     splits, data_report = prepare_splits(cfg.data)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     set_seed(cfg.seed)  # the new head's initialisation must not depend on what ran earlier in the process
-    model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code)
+    model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code, cfg.attention)
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation, use_cache=_rank() == 0)
     if _rank() == 0:
         work_dir.mkdir(parents=True, exist_ok=True)

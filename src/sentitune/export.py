@@ -1,0 +1,91 @@
+"""Export: a fine-tuned model as ONNX for onnxruntime, optionally int8-quantized, in the Hub's `onnx/` layout.
+
+`export_onnx(model_dir)` writes, inside the model folder, `onnx/model.onnx` (fp32, with onnxruntime's transformer
+fusions: one Attention, SkipLayerNorm and BiasGelu op per layer) and `onnx/model_quantized.onnx` (dynamic int8,
+per-channel weights): the layout transformers.js and Optimum's `ORTModelForSequenceClassification.from_pretrained(
+folder, subfolder="onnx", file_name=...)` read. `SentimentModel.from_pretrained(folder, backend="onnx-int8")`
+predicts with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from .errors import SentituneError
+from .io import atomic_dir
+
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+log = logging.getLogger("sentitune")
+
+
+def onnx_path(model_dir: str | Path, backend: str) -> Path:
+    """Where `backend`'s graph lives in a model folder."""
+    return Path(model_dir) / "onnx" / ONNX_FILES[backend]
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise SentituneError("export: needs the packages onnx and onnxruntime; pip install onnx onnxruntime.") from None
+
+
+def _export_graph(model_dir: Path, path: Path):
+    """torch -> ONNX with dynamic batch and sequence axes; returns the model's config."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    with warnings.catch_warnings():  # the TorchScript exporter: onnxruntime's fusions recognise its graphs
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    return model.config
+
+
+def _fused(raw: Path, out: Path, config) -> None:
+    """onnxruntime's transformer fusions where it knows the architecture; the plain graph otherwise."""
+    from onnxruntime.transformers.optimizer import MODEL_TYPES, optimize_model
+
+    if config.model_type not in MODEL_TYPES:
+        log.warning("onnxruntime has no fusions for %s; exporting the unfused graph.", config.model_type)
+        raw.rename(out)
+        return
+    optimize_model(str(raw), model_type=config.model_type, num_heads=config.num_attention_heads,
+                   hidden_size=config.hidden_size).save_model_to_file(str(out))
+    raw.unlink()
+
+
+def _quantized(src: Path, out: Path) -> None:
+    """Dynamic int8: weights per output channel (per-tensor lost 0.65 points on IMDB; per-channel none, docs/benchmarks.md)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # onnxruntime's generic "consider pre-processing" advice
+    try:
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.level = level
+
+
+def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
+    """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files."""
+    model_dir = Path(model_dir)
+    if (model_dir / "model" / "config.json").is_file():
+        model_dir = model_dir / "model"
+    if not (model_dir / "config.json").is_file():
+        raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
+    _require_onnx()
+    with atomic_dir(model_dir / "onnx") as tmp:
+        config = _export_graph(model_dir, tmp / "raw.onnx")
+        _fused(tmp / "raw.onnx", tmp / ONNX_FILES["onnx"], config)
+        if quantize:
+            _quantized(tmp / ONNX_FILES["onnx"], tmp / ONNX_FILES["onnx-int8"])
+    return sorted((model_dir / "onnx").glob("*.onnx"))

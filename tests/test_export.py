@@ -1,0 +1,69 @@
+"""export: ONNX graphs that onnxruntime runs with the torch model's predictions, written atomically."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sentitune.errors import SentituneError
+from sentitune.export import export_onnx, onnx_path
+from sentitune.predict import SentimentModel
+
+TEXTS = ["a wonderful, moving film", "dull and far too long " * 30, "ok", "I hated every minute of it."]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_model, folder)
+    return folder, export_onnx(folder)
+
+
+def test_export_writes_the_hub_onnx_layout(exported):
+    folder, files = exported
+    assert [p.name for p in files] == ["model.onnx", "model_quantized.onnx"]
+    assert all(p.parent == folder / "onnx" and p.stat().st_size > 0 for p in files)
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_onnx_backends_agree_with_torch(exported):
+    folder, _ = exported
+    torch_margin = SentimentModel.from_pretrained(folder).predict_proba(TEXTS, precision="fp32")[1]
+    fp32 = SentimentModel.from_pretrained(folder, backend="onnx")
+    int8 = SentimentModel.from_pretrained(folder, backend="onnx-int8")
+    assert fp32.default_batch_size == 1
+    np.testing.assert_allclose(fp32.predict_proba(TEXTS)[1], torch_margin, atol=1e-4)
+    np.testing.assert_allclose(fp32.predict_proba(TEXTS, batch_size=4)[1], torch_margin, atol=1e-4)  # padding masked
+    assert np.abs(int8.predict_proba(TEXTS)[1] - torch_margin).max() < 0.05
+    assert [p["label"] for p in fp32.predict(TEXTS)] == [p["label"] for p in SentimentModel.from_pretrained(folder).predict(TEXTS)]
+
+
+def test_missing_graph_names_the_export_command(tiny_model):
+    with pytest.raises(SentituneError, match=r"not found; run `sentitune export"):
+        SentimentModel.from_pretrained(tiny_model, backend="onnx-int8")
+    with pytest.raises(SentituneError, match="--backend tflite: use one of torch, onnx, onnx-int8"):
+        SentimentModel.from_pretrained(tiny_model, backend="tflite")
+
+
+def test_export_rejects_a_folder_without_a_model(tmp_path):
+    with pytest.raises(SentituneError, match="no config.json"):
+        export_onnx(tmp_path)
+
+
+def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_model, tmp_path / "run" / "model")
+    cli = lambda *args: subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=300)
+    out = cli("export", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()
+    out = cli("predict", str(tmp_path / "run"), "great film", "--backend", "onnx-int8")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["label"] in {"positive", "negative"}
