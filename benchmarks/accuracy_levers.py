@@ -1,10 +1,11 @@
 """Inference-time accuracy levers on a finished run, on its own test examples.
 
 Compares, on exactly the run's test set: the run's own predictions (head+tail at the trained length),
-window averaging over the whole review, and, when a TF-IDF baseline folder scored the same examples,
+window averaging over the whole review, the exported ONNX graphs (`--backends`), and, when a TF-IDF baseline folder scored the same examples,
 an average of the two models' probabilities (an ensemble, reported as such: it is not the model alone).
 
     python benchmarks/accuracy_levers.py runs/cpu-full --tfidf runs/baselines/imdb-test-full/tfidf-lr
+    python benchmarks/accuracy_levers.py runs/cpu-full --backends onnx-int8 --no-windows   # int8's accuracy cost
 
 Prints one row per variant (accuracy, 95% CI, F1, wall time) and the differences last.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sentitune.evaluate import classification_metrics, mcnemar
+from sentitune.export import export_onnx, onnx_path
 from sentitune.predict import SentimentModel
 
 
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--tfidf", type=Path, help="A baseline folder (baseline.json + predictions.parquet) scored on the same test examples.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--no-windows", action="store_true", help="Skip window averaging (it costs a full inference pass).")
+    parser.add_argument("--backends", nargs="*", default=[], choices=["onnx", "onnx-int8"],
+                        help="Also predict with these exported graphs (exported into RUN/model/onnx/ when missing).")
     parser.add_argument("--out", type=Path, help="Write the rows as JSON here.")
     args = parser.parse_args()
 
@@ -47,6 +51,13 @@ def main() -> None:
         started = time.perf_counter()
         windowed, _, _ = model.predict_proba(test["text"].tolist(), args.batch_size, windows=True, clean=False)
         rows.append(row("window average", labels, windowed, time.perf_counter() - started))
+    for backend in args.backends:
+        if not onnx_path(args.run / "model", backend).is_file():
+            export_onnx(args.run / "model")
+        model = SentimentModel.from_pretrained(args.run / "model", backend=backend)
+        started = time.perf_counter()
+        prob, _, _ = model.predict_proba(test["text"].tolist(), clean=False)
+        rows.append(row(f"{backend} backend (head+tail)", labels, prob, time.perf_counter() - started))
     if args.tfidf:
         baseline = pd.read_parquet(args.tfidf / "predictions.parquet").set_index("idx").loc[test["idx"]]
         rows.append(row("tfidf-lr alone", labels, baseline["prob"].to_numpy(), None))

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
+import yaml
 from transformers import TrainerCallback
 
 import common
@@ -62,6 +63,7 @@ class AccuracyClock(TrainerCallback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-quick")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (YAML values), e.g. dropout=0")
     parser.add_argument("--train-per-class", type=int, default=None, help="default: the preset's own sample")
     parser.add_argument("--test-examples", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=40, help="optimizer steps between scorings")
@@ -71,13 +73,14 @@ def main() -> None:
     quiet_transformers()
     print(common.machine())
     out = Path(tempfile.mkdtemp(prefix="sentitune-tta-"))
-    cfg = arm_config({"preset": args.preset}, out)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    cfg = arm_config({"preset": args.preset, "overrides": overrides}, out)
     per_class = args.train_per_class or cfg.data.train_per_class or 12500
     splits, _ = common.imdb_splits(per_class, args.test_examples // 2)
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation)
     torch.manual_seed(cfg.seed)
-    model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout)
+    model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, attention=cfg.attention)
     trainer = sentitune_trainer({}, cfg, model, tokenizer, tokenized, out)
     clock = AccuracyClock(tokenized["test"], tokenizer.pad_token_id or 0, resolve_precision(cfg.precision),
                           args.eval_every, args.target, 60 * args.cap_minutes)

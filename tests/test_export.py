@@ -67,3 +67,16 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     out = cli("predict", str(tmp_path / "run"), "great film", "--backend", "onnx-int8")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1])["label"] in {"positive", "negative"}
+
+
+def test_serve_with_the_int8_backend(exported):
+    from fastapi.testclient import TestClient
+
+    from sentitune.serve import create_app
+
+    folder, _ = exported
+    client = TestClient(create_app(folder, backend="onnx-int8"))
+    assert client.get("/health").json()["backend"] == "onnx-int8"
+    answer = client.post("/predict", json={"texts": TEXTS}).json()
+    expected = SentimentModel.from_pretrained(folder, backend="onnx-int8").predict(TEXTS)
+    assert [a["label"] for a in answer] == [e["label"] for e in expected]
