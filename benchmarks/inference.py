@@ -10,14 +10,16 @@ with the run's eval batch size, the path `sentitune evaluate` takes. The pipelin
 (fp32, one review per forward pass) except `truncation=True`, without which reviews over 512 tokens
 raise; it then truncates at the tokenizer's 256 tokens, the same budget as sentitune. sentitune's arms:
 the torch backend (default) and the int8 ONNX graph `sentitune export` writes (`--backend onnx-int8`), each
-with its default batch size; variants follow. All arms run in turn, `--repeats` times (A B A B), in one
-process. Wall time includes tokenisation. Prints the table and the ratios last.
+with its default batch size; variants follow. Each arm runs in a fresh process (no other arm's threads or
+memory around), all arms in turn, `--repeats` times (A B A B). Wall time includes tokenisation. Prints the table and the ratios last.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,37 +109,55 @@ def exported_copy(folder: Path) -> Path:
     return copy
 
 
+ARMS = {"pipeline() defaults": (pipeline_arm, {})} | MAIN | VARIANTS
+
+
+def one_arm(name: str, folder: Path, reviews: int, threads: int | None) -> dict:
+    """Time one arm on the benchmark's reviews (run in its own process: no other arm's threads or memory around)."""
+    quiet_transformers()
+    if threads:
+        torch.set_num_threads(threads)
+    splits, _ = common.imdb_splits(train_per_class=8, test_per_class=reviews // 2)
+    make, kwargs = ARMS[name]
+    seconds, positive = timed(make(folder, **kwargs), list(splits["test"]["text"]))
+    labels = np.asarray(splits["test"]["label"])
+    return {"seconds": seconds, "n": len(labels), "accuracy": float((positive == labels).mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reviews", type=int, default=2000, help="balanced IMDB test reviews")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over all arms (A B A B), averaged")
     parser.add_argument("--skip-variants", action="store_true", help="only the pipeline and the two main arms")
     parser.add_argument("--model", help="a fine-tuned model folder (e.g. runs/cpu-quick/model): adds each arm's accuracy")
+    parser.add_argument("--arm", choices=list(ARMS), help=argparse.SUPPRESS)  # internal: run one arm, print JSON
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.arm:
+        print(json.dumps(one_arm(args.arm, args.folder, args.reviews, None)))
+        return
     quiet_transformers()
     print(common.machine())
-    splits, _ = common.imdb_splits(train_per_class=8, test_per_class=args.reviews // 2)
-    texts = list(splits["test"]["text"])
-    labels = np.asarray(splits["test"]["label"])
     folder = exported_copy(Path(args.model) if args.model else model_folder(Path(tempfile.mkdtemp(prefix="sentitune-infer-"))))
-    arms = {"pipeline() defaults": pipeline_arm(folder)}
-    arms |= {name: make(folder, **kw) for name, (make, kw) in (MAIN | ({} if args.skip_variants else VARIANTS)).items()}
-    seconds: dict[str, list[float]] = {name: [] for name in arms}
-    accuracy = {}
+    names = list(ARMS) if not args.skip_variants else ["pipeline() defaults", *MAIN]
+    results: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(1, args.repeats + 1):
-        for name, fn in arms.items():
-            took, positive = timed(fn, texts)
-            seconds[name].append(took)
-            accuracy[name] = float((positive == labels).mean()) if args.model else ""
-            print(f"round {round_} {name}: {len(texts) / took:.1f} reviews/s", flush=True)
-    rows = [{"arm": name, "seconds": mean(s), "reviews_per_s": len(texts) / mean(s),
-             "runs": ", ".join(f"{len(texts) / x:.1f}" for x in s), "accuracy": accuracy[name]} for name, s in seconds.items()]
+        for name in names:
+            out = subprocess.run([sys.executable, __file__, "--arm", name, "--folder", str(folder), "--reviews", str(args.reviews)],
+                                 capture_output=True, text=True, check=True)
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"round {round_} {name}: {results[name][-1]['n'] / results[name][-1]['seconds']:.1f} reviews/s", flush=True)
+    rows = []
+    for name, runs in results.items():
+        n, seconds = runs[0]["n"], mean(r["seconds"] for r in runs)
+        rows.append({"arm": name, "runs": ", ".join(f"{n / r['seconds']:.1f}" for r in runs), "seconds": seconds,
+                     "reviews_per_s": n / seconds, "accuracy": runs[0]["accuracy"] if args.model else ""})
     for row in rows:
         row["ratio_to_pipeline"] = row["reviews_per_s"] / rows[0]["reviews_per_s"]
     print(common.markdown_table(rows, ["arm", "runs", "seconds", "reviews_per_s", "ratio_to_pipeline", "accuracy"]))
     for row in rows[1:3]:
         ratio = row["ratio_to_pipeline"]
-        print(f"ratio {row['arm']} / pipeline: {ratio:.2f}x on {len(texts)} reviews (target >= 5x: {'met' if ratio >= 5 else 'not met'})")
+        print(f"ratio {row['arm']} / pipeline: {ratio:.2f}x on {n} reviews (target >= 5x: {'met' if ratio >= 5 else 'not met'})")
 
 
 if __name__ == "__main__":
