@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every CPU benchmark in one go, at the sizes docs/benchmarks.md reports (about 30 minutes on 2 uncontended cores), most important first.
+# Every CPU benchmark in one go, at the sizes docs/benchmarks.md reports (about 45 minutes on 2 uncontended cores), most important first.
 # Run it under the shared CPU lock so nothing else heavy runs meanwhile:
 #   flock /tmp/sentitune-cpu.lock bash benchmarks/run_all.sh [results-folder]
 # Each benchmark's full output goes to <results-folder>/<name>.txt (default benchmarks/results/).
@@ -17,12 +17,10 @@ run() {  # run NAME SCRIPT ARGS...: time it and keep its output
   grep -v -e '^Map' -e '^tokenize' "$OUT/$name.txt" | tail -4 | sed 's/^/   /'
 }
 
-run train_throughput train_throughput.py --train-examples 320 --repeats 2 --arms reference sentitune sentitune-hidden-dropout-0
+run train_throughput train_throughput.py --train-examples 320 --repeats 2 --arms reference sentitune sentitune-sdpa
+run attention_kernels attention_kernels.py
 run flops flops.py --train-examples 240
-run inference inference.py --reviews 2000
-run accuracy_parity accuracy_parity.py --train-examples 800 --test-examples 1000
-run profile_step profile_step.py
+run inference_model inference.py --reviews 2000 --repeats 2 --model runs/cpu-quick/model   # needs a cpu-quick run
+run accuracy_parity accuracy_parity.py --train-examples 2000 --test-examples 2000 --arms reference sentitune sentitune-sdpa
 run profile_step_no_dropout profile_step.py --dropout 0.0
-run train_ablation train_ablation.py --train-examples 240 --only bf16-model-dropouts base eager-attention foreach-adamw \
-    no-hidden-dropout-batch32 no-hidden-dropout-bf16-weights
-run time_to_accuracy time_to_accuracy.py --cap-minutes 3 --eval-every 60
+run time_to_accuracy time_to_accuracy.py --preset cpu-full --cap-minutes 12 --eval-every 150

@@ -75,7 +75,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="sentitune-tta-"))
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     cfg = arm_config({"preset": args.preset, "overrides": overrides}, out)
-    per_class = args.train_per_class or cfg.data.train_per_class or 12500
+    per_class = args.train_per_class or cfg.data.train_per_class or 11000  # "all": what the validation holdout leaves (>= 11,190)
     splits, _ = common.imdb_splits(per_class, args.test_examples // 2)
     tokenizer = load_tokenizer(cfg.model)
     tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation)

@@ -76,3 +76,19 @@ def test_saved_model_loads_without_sentitune(tiny_model, tmp_path):
 def test_unknown_attention_is_a_one_line_error(tiny_model):
     with pytest.raises(SentituneError, match="--attention flash: use auto, sdpa or eager"):
         load_classifier(str(tiny_model), attention="flash")
+
+
+def test_long_inputs_go_to_sdpa():
+    """Above 256 tokens SDPA's flash kernel is faster on CPU: the kernel hands over, with identical output."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from sentitune.models import MATMUL_ATTENTION_MAX_TOKENS, cpu_bf16_attention
+
+    module = SimpleNamespace(training=False, is_causal=False)
+    for length, same in ((MATMUL_ATTENTION_MAX_TOKENS + 8, True), (64, False)):
+        q, k, v = (torch.randn(2, 2, length, 8, dtype=torch.bfloat16) for _ in range(3))
+        ours = cpu_bf16_attention(module, q, k, v, None)[0]
+        sdpa = sdpa_attention_forward(module, q, k, v, None)[0]
+        assert torch.equal(ours, sdpa) is same and torch.allclose(ours.float(), sdpa.float(), atol=0.05)

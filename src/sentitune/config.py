@@ -36,7 +36,7 @@ class TrainConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub (off: only transformers' own architectures)."})
     dropout: float | None = field(default=None, metadata={"help": "Hidden dropout override (None keeps the model's)."})
     attention_dropout: float | None = field(default=None, metadata={"help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
-    attention: str = field(default="auto", metadata={"help": "Attention kernel: auto (bf16 matmul attention on CPU, ~1.3x faster training than SDPA's CPU kernel; SDPA elsewhere), sdpa or eager."})
+    attention: str = field(default="auto", metadata={"help": "Attention kernel: auto (bf16 matmul attention on CPU up to 256 tokens, ~1.3x faster training than SDPA's CPU kernel; SDPA elsewhere), sdpa or eager."})
     max_length: int = field(default=256, metadata={"help": "Tokens per review, special tokens included."})
     truncation: str = field(default="head+tail", metadata={"help": "Which tokens long reviews keep: head, tail or head+tail."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
