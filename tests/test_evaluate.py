@@ -139,8 +139,8 @@ def test_evaluate_run_on_other_data_uses_predict_proba(tmp_path, monkeypatch):
     pd.DataFrame({"review": texts, "sentiment": ["pos"] * 30 + ["neg"] * 30}).to_csv(tmp_path / "other.csv", index=False)
     calls = {}
 
-    def fake_predict_proba(model_dir, texts, batch_size=64, max_length=512, truncation="head+tail", backend="torch"):
-        calls.update(model_dir=model_dir, n=len(texts), max_length=max_length, backend=backend)
+    def fake_predict_proba(model_dir, texts, batch_size=64, max_length=512, truncation="head+tail", backend="torch", windows=False):
+        calls.update(model_dir=model_dir, n=len(texts), max_length=max_length, backend=backend, windows=windows)
         margin = np.array([2.0 if "great" in t else -2.0 for t in texts])
         return sigmoid(margin), margin, np.array([len(t.split()) + 2 for t in texts])
 
@@ -155,6 +155,8 @@ def test_evaluate_run_on_other_data_uses_predict_proba(tmp_path, monkeypatch):
     assert not (run / "evaluation.json").exists()  # the run's own evaluation is untouched
     evaluate_run(run, data_cfg=cfg, plots=False, backend="onnx-int8")
     assert calls["backend"] == "onnx-int8" and (run / "evaluations" / "other.csv-onnx-int8" / "evaluation.json").is_file()
+    evaluate_run(run, data_cfg=cfg, plots=False, windows=True)
+    assert calls["windows"] and (run / "evaluations" / "other.csv-windows" / "evaluation.json").is_file()
 
 
 def test_evaluate_run_errors_are_one_line(tmp_path):

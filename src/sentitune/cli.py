@@ -179,14 +179,15 @@ def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
                      text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
                      label_threshold: Optional[float] = typer.Option(None), split: str = typer.Option("test"),
                      top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
-                     backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only.")):
+                     backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only."),
+                     windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping windows). With --data only.")):
     """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
     from .evaluate import evaluate_run
 
     data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold) if data else None
-    if backend != "torch" and data_cfg is None:
-        raise SentituneError(f"--backend {backend}: re-predicting needs --data (without it the run's saved predictions are scored).")
-    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend)
+    if (backend != "torch" or windows) and data_cfg is None:
+        raise SentituneError("--backend/--windows: re-predicting needs --data (without it the run's saved predictions are scored).")
+    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows)
     console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
 
 

@@ -296,7 +296,8 @@ def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:
     return frame[frame["split"] == split].reset_index(drop=True) if "split" in frame else frame.reset_index(drop=True)
 
 
-def predict_on_data(run_dir: Path, data_cfg, config: dict, split: str = "test", backend: str = "torch") -> tuple[pd.DataFrame, dict]:
+def predict_on_data(run_dir: Path, data_cfg, config: dict, split: str = "test", backend: str = "torch",
+                    windows: bool = False) -> tuple[pd.DataFrame, dict]:
     """Predict one split of another labelled dataset with the run's saved model: (frame, examples descriptor)."""
     from .data import examples_descriptor, prepare_frames
     from .predict import predict_proba
@@ -309,7 +310,7 @@ def predict_on_data(run_dir: Path, data_cfg, config: dict, split: str = "test", 
     max_length = int(config.get("max_length", 512))
     batch_size = int(config.get("eval_batch_size", 64)) if backend == "torch" else None
     prob, margin, n_tokens = predict_proba(model_dir, frame["text"].tolist(), batch_size=batch_size, max_length=max_length,
-                                           truncation=config.get("truncation", "head+tail"), backend=backend)
+                                           truncation=config.get("truncation", "head+tail"), backend=backend, windows=windows)
     frame = frame.assign(split=split, prob=np.asarray(prob, float), margin=np.asarray(margin, float),
                          n_tokens=np.asarray(n_tokens, int), truncated=np.asarray(n_tokens) > max_length,
                          rating=frame["rating"] if "rating" in frame else -1)
@@ -352,7 +353,7 @@ def analyze(frame: pd.DataFrame, validation: pd.DataFrame | None = None, max_len
 
 
 def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n: int = 10,
-                 temperature: bool = True, plots: bool = True, backend: str = "torch") -> dict:
+                 temperature: bool = True, plots: bool = True, backend: str = "torch", windows: bool = False) -> dict:
     """Score a run and write `RUN/evaluation.json` and `RUN/plots/*.png`; returns the evaluation dict.
 
     Without `data_cfg` the run's own `predictions.parquet` is re-scored. With a `sentitune.data.DataConfig`
@@ -360,7 +361,8 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n:
     results go to `RUN/evaluations/<dataset name>/` instead, so the run's own evaluation stays intact.
     Temperature scaling is always fitted on the run's own validation predictions. `backend` (with `data_cfg`)
     predicts with an exported ONNX graph instead of the torch model (`sentitune.predict.BACKENDS`); its results
-    go to `RUN/evaluations/<dataset name>-<backend>/`.
+    go to `RUN/evaluations/<dataset name>-<backend>/`. `windows` (with `data_cfg`) reads whole reviews, averaging
+    over half-overlapping windows (`-windows` is added to the folder name).
     """
     from . import plots as plotting
 
@@ -374,9 +376,10 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n:
         frame, examples, out_dir = split_rows(predictions, split), run_metrics.get("examples", {}).get(split), run_dir
         source = (config.get("data") or {}).get("data")
     else:
-        frame, examples = predict_on_data(run_dir, data_cfg, config, split, backend)
+        frame, examples = predict_on_data(run_dir, data_cfg, config, split, backend, windows)
         source = data_cfg.data
-        out_dir = run_dir / "evaluations" / (dataset_slug(source) + ("" if backend == "torch" else f"-{backend}"))
+        suffix = ("" if backend == "torch" else f"-{backend}") + ("-windows" if windows else "")
+        out_dir = run_dir / "evaluations" / (dataset_slug(source) + suffix)
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(out_dir / "predictions.parquet", index=False)
     if frame.empty:

@@ -73,12 +73,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def predict_proba(model_or_dir, texts: list[str], batch_size: int | None = None, max_length: int | None = None,
                   truncation: str | None = None, precision: str = "auto", tokenizer=None, clean: bool = True,
-                  backend: str = "torch"):
+                  backend: str = "torch", windows: bool = False):
     """(P(positive), margin, n_tokens) for raw texts; settings default to those the model was trained with."""
     model = SentimentModel.from_pretrained(model_or_dir, backend=backend) if isinstance(model_or_dir, (str, Path)) else model_or_dir
     if not isinstance(model, SentimentModel):
         model = SentimentModel(model, tokenizer)
-    return model.predict_proba(texts, batch_size, max_length, truncation, precision, clean)
+    return model.predict_proba(texts, batch_size, max_length, truncation, precision, clean, windows)
 
 
 class OnnxClassifier:
