@@ -81,8 +81,8 @@ class RichProgress(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress:
             rate = (state.global_step - self.start[0]) * self.examples_per_step / max(time.perf_counter() - self.start[1], 1e-9)
-            loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), float("nan"))
-            self.progress.update(self.task, completed=state.global_step, info=f"loss {loss:.3f} | {rate:.1f} ex/s")
+            loss = next((f"{h['loss']:.3f}" for h in reversed(state.log_history) if "loss" in h), "-")  # none logged yet
+            self.progress.update(self.task, completed=state.global_step, info=f"loss {loss} | {rate:.1f} ex/s")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.progress and metrics:
