@@ -1,4 +1,4 @@
-"""Attention kernels at MiniLM's shapes: SDPA (CPU flash kernel) against sentitune's bf16 matmul attention.
+"""Attention kernels at MiniLM's shapes: SDPA (CPU flash kernel) against sentitune's bf16 matmul attention and `auto`.
 
     flock /tmp/sentitune-cpu.lock python benchmarks/attention_kernels.py
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import common
+from sentitune import models
 from sentitune.models import cpu_bf16_attention
 
 BATCH, HEADS, HEAD_DIM = 16, 12, 32
@@ -30,9 +31,18 @@ def sdpa(q, k, v, mask):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def sentitune(q, k, v, mask):
-    # transformers passes [batch, seq, heads, dim] out; compare in SDPA's layout
-    return cpu_bf16_attention(MODULE, q, k, v, mask)[0].transpose(1, 2)
+def auto(q, k, v, mask):
+    """What `attention: auto` runs (the matmul kernel up to MATMUL_ATTENTION_MAX_TOKENS, SDPA above)."""
+    return cpu_bf16_attention(MODULE, q, k, v, mask)[0].transpose(1, 2)  # back to SDPA's [batch, heads, seq, dim]
+
+
+def matmul(q, k, v, mask):
+    """The matmul kernel at any length (the threshold lifted), to show where it stops paying."""
+    limit, models.MATMUL_ATTENTION_MAX_TOKENS = models.MATMUL_ATTENTION_MAX_TOKENS, 10**9
+    try:
+        return auto(q, k, v, mask)
+    finally:
+        models.MATMUL_ATTENTION_MAX_TOKENS = limit
 
 
 def best_ms(fn, length: int, mask, backward: bool) -> float:
@@ -73,13 +83,17 @@ def main() -> None:
             for backward in (True, False):
                 row = {"tokens": length, "mask": "padding" if masked else "none", "pass": "fwd+bwd" if backward else "fwd"}
                 row["sdpa_ms"] = best_ms(sdpa, length, mask, backward)
-                row["sentitune_ms"] = best_ms(sentitune, length, mask, backward)
-                row["speedup"] = row["sdpa_ms"] / row["sentitune_ms"]
+                row["matmul_ms"] = best_ms(matmul, length, mask, backward)
+                row["auto_ms"] = best_ms(auto, length, mask, backward)
+                row["matmul_speedup"] = row["sdpa_ms"] / row["matmul_ms"]
+                row["auto_speedup"] = row["sdpa_ms"] / row["auto_ms"]
                 rows.append(row)
-    print(common.markdown_table(rows, ["tokens", "mask", "pass", "sdpa_ms", "sentitune_ms", "speedup"]))
-    print(f"mean abs error vs fp32 SDPA (256 tokens): sdpa bf16 {max_error(sdpa, 256):.4f}, sentitune bf16 {max_error(sentitune, 256):.4f}")
-    train = [r["speedup"] for r in rows if r["pass"] == "fwd+bwd"]
-    print(f"speed-up of sentitune's kernel, forward+backward: {min(train):.2f}x-{max(train):.2f}x")
+    print(common.markdown_table(rows, ["tokens", "mask", "pass", "sdpa_ms", "matmul_ms", "auto_ms", "matmul_speedup", "auto_speedup"]))
+    print(f"mean abs error vs fp32 SDPA (256 tokens): sdpa bf16 {max_error(sdpa, 256):.4f}, matmul bf16 {max_error(matmul, 256):.4f}")
+    short = [r["matmul_speedup"] for r in rows if r["pass"] == "fwd+bwd" and r["tokens"] == 256]
+    long_ = [r["matmul_speedup"] for r in rows if r["pass"] == "fwd+bwd" and r["tokens"] == 512]
+    print(f"matmul kernel vs SDPA, forward+backward: {min(short):.2f}x-{max(short):.2f}x at 256 tokens, "
+          f"{min(long_):.2f}x-{max(long_):.2f}x at 512 (auto uses it up to {models.MATMUL_ATTENTION_MAX_TOKENS})")
 
 
 if __name__ == "__main__":
