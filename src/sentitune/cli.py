@@ -149,9 +149,10 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
                     windows: bool = typer.Option(False, help="Read long texts whole: average over half-overlapping windows."),
                     backend: str = typer.Option("torch", help=BACKEND_HELP)):
     """Classify new texts with a fine-tuned model; prints one JSON line per text."""
+    from .models import model_folder
     from .predict import SentimentModel
 
-    model_dir = model / "model" if (model / "model").is_dir() else model
+    model_dir = model_folder(model)
     if file:
         if not file.is_file():
             raise SentituneError(f"--file {file}: file not found.")
@@ -259,9 +260,10 @@ def serve_command(model: Path = typer.Argument(..., help="A run folder or its mo
                   host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
                   backend: str = typer.Option("torch", help=BACKEND_HELP)):
     """Serve POST /predict and GET /health over HTTP."""
+    from .models import model_folder
     from .serve import serve
 
-    serve(model / "model" if (model / "model").is_dir() else model, host, port, backend)
+    serve(model_folder(model), host, port, backend)
 
 
 @app.command("export")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import SentituneError
 from .io import atomic_dir
+from .models import model_folder
 
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 log = logging.getLogger("sentitune")
@@ -77,9 +78,7 @@ def _quantized(src: Path, out: Path) -> None:
 
 def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
     """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files."""
-    model_dir = Path(model_dir)
-    if (model_dir / "model" / "config.json").is_file():
-        model_dir = model_dir / "model"
+    model_dir = model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
     _require_onnx()

@@ -81,6 +81,12 @@ def attn_implementation(attention: str) -> str | None:
     return attention
 
 
+def model_folder(path: str | Path) -> Path:
+    """A run folder's `model/` when it holds a saved model, else `path` itself (already a model folder)."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "config.json").is_file() else path
+
+
 def _is_local(name: str) -> bool:
     return Path(name).expanduser().is_dir()
 

@@ -90,7 +90,7 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.config, self.path = config, path
+        self.config = config
 
     def eval(self) -> "OnnxClassifier":
         return self
@@ -124,9 +124,9 @@ class SentimentModel:
     def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, backend: str = "torch") -> "SentimentModel":
         """Load a saved model folder (or a run folder). `backend`: torch, or the ONNX graphs `sentitune export`
         wrote: onnx (fp32) or onnx-int8 (fastest on CPU; accuracy measured in docs/benchmarks.md)."""
-        from .models import load_classifier
+        from .models import load_classifier, model_folder
 
-        path = Path(path) / "model" if (Path(path) / "model" / "config.json").is_file() else Path(path)
+        path = model_folder(path)
         if backend not in BACKENDS:
             raise SentituneError(f"--backend {backend}: use one of {', '.join(BACKENDS)}.")
         if backend != "torch":
