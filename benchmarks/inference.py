@@ -112,11 +112,9 @@ def exported_copy(folder: Path) -> Path:
 ARMS = {"pipeline() defaults": (pipeline_arm, {})} | MAIN | VARIANTS
 
 
-def one_arm(name: str, folder: Path, reviews: int, threads: int | None) -> dict:
+def one_arm(name: str, folder: Path, reviews: int) -> dict:
     """Time one arm on the benchmark's reviews (run in its own process: no other arm's threads or memory around)."""
     quiet_transformers()
-    if threads:
-        torch.set_num_threads(threads)
     splits, _ = common.imdb_splits(train_per_class=8, test_per_class=reviews // 2)
     make, kwargs = ARMS[name]
     seconds, positive = timed(make(folder, **kwargs), list(splits["test"]["text"]))
@@ -134,7 +132,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.arm:
-        print(json.dumps(one_arm(args.arm, args.folder, args.reviews, None)))
+        print(json.dumps(one_arm(args.arm, args.folder, args.reviews)))
         return
     quiet_transformers()
     print(common.machine())
