@@ -28,6 +28,18 @@ def tiny_bert(path: Path, num_labels: int = 2, id2label: dict | None = None) -> 
     return path
 
 
+def padded_batch():
+    """Three rows of 24 random token ids, the second padded after 15 tokens, the third after 5."""
+    import torch
+
+    torch.manual_seed(0)
+    ids = torch.randint(1000, 5000, (3, 24))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    mask[2, 5:] = 0
+    return ids, mask
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -6,18 +6,10 @@ import json
 
 import pytest
 import torch
+from conftest import padded_batch
 
 from sentitune.errors import SentituneError
 from sentitune.models import ATTENTION, load_classifier
-
-
-def _batch():
-    torch.manual_seed(0)
-    ids = torch.randint(1000, 5000, (3, 24))
-    mask = torch.ones_like(ids)
-    mask[1, 15:] = 0
-    mask[2, 5:] = 0
-    return ids, mask
 
 
 def _pair(tiny_model):
@@ -30,7 +22,7 @@ def _pair(tiny_model):
 def test_auto_attention_is_registered_and_matches_sdpa(tiny_model):
     fast, sdpa = _pair(tiny_model)
     assert fast.config._attn_implementation == ATTENTION and sdpa.config._attn_implementation == "sdpa"
-    ids, mask = _batch()
+    ids, mask = padded_batch()
     with torch.no_grad():
         assert torch.equal(fast(input_ids=ids, attention_mask=mask).logits, sdpa(input_ids=ids, attention_mask=mask).logits)  # fp32: SDPA itself
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -43,7 +35,7 @@ def test_bf16_attention_ignores_padding(tiny_model):
     """A padded row gives the same logits as the same review alone, unpadded."""
     fast, _ = _pair(tiny_model)
     fast.to(torch.bfloat16)
-    ids, mask = _batch()
+    ids, mask = padded_batch()
     with torch.no_grad():
         batched = fast(input_ids=ids, attention_mask=mask).logits.float()
         alone = fast(input_ids=ids[1:2, :15], attention_mask=mask[1:2, :15]).logits.float()
@@ -52,7 +44,7 @@ def test_bf16_attention_ignores_padding(tiny_model):
 
 def test_bf16_attention_gradients_match_sdpa(tiny_model):
     fast, sdpa = _pair(tiny_model)
-    ids, mask = _batch()
+    ids, mask = padded_batch()
     grads = []
     for model in (fast, sdpa):
         model.train()

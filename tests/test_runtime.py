@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import padded_batch
 
 from sentitune import runtime
 from sentitune.models import load_classifier
 from sentitune.predict import SentimentModel
-
-
-def _batch():
-    torch.manual_seed(0)
-    ids = torch.randint(1000, 5000, (3, 24))
-    mask = torch.ones_like(ids)
-    mask[1, 15:] = 0
-    mask[2, 5:] = 0
-    return ids, mask
 
 
 def _logits(model, ids, mask):
@@ -29,7 +21,7 @@ def test_first_token_layer_is_exact(tiny_model, attention):
     model = load_classifier(str(tiny_model), 0.0, 0.0, attention=attention).eval()
     fast = runtime.first_token_only(runtime.copy.deepcopy(model))
     assert isinstance(fast.bert.encoder.layer[-1], runtime.FirstTokenLayer)
-    ids, mask = _batch()
+    ids, mask = padded_batch()
     assert torch.allclose(_logits(fast, ids, mask), _logits(model, ids, mask), atol=1e-5)
 
 
@@ -41,7 +33,7 @@ def test_first_token_layer_roberta(tmp_path):
     model = RobertaForSequenceClassification(config).eval()
     fast = runtime.first_token_only(runtime.copy.deepcopy(model))
     assert isinstance(fast.roberta.encoder.layer[-1], runtime.FirstTokenLayer)
-    ids, mask = _batch()
+    ids, mask = padded_batch()
     assert torch.allclose(_logits(fast, ids, mask), _logits(model, ids, mask), atol=1e-5)
 
 
