@@ -143,7 +143,7 @@ class SentimentModel:
     def model_at(self, precision: str = "auto"):
         """The network to run at `precision`. bf16 on CPU runs `runtime.inference_copy`, made once: bf16 weights
         (~1.1x the speed of autocast over fp32 weights, which keeps the residual stream in fp32, for 1.5x the
-        memory) and a last layer that computes the first token only (~1.1x, exact; docs/benchmarks.md). The copy
+        memory) and a last layer that computes the first token only (1.18x, exact; docs/benchmarks.md). The copy
         assumes `self.model` is not modified afterwards."""
         if isinstance(self.model, OnnxClassifier) or resolve_precision(precision) != "bf16" \
                 or next(self.model.parameters()).device.type != "cpu":
