@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import padded_batch
@@ -19,7 +21,7 @@ def _logits(model, ids, mask):
 @pytest.mark.parametrize("attention", ["auto", "sdpa", "eager"])
 def test_first_token_layer_is_exact(tiny_model, attention):
     model = load_classifier(str(tiny_model), 0.0, 0.0, attention=attention).eval()
-    fast = runtime.first_token_only(runtime.copy.deepcopy(model))
+    fast = runtime.first_token_only(copy.deepcopy(model))
     assert isinstance(fast.bert.encoder.layer[-1], runtime.FirstTokenLayer)
     ids, mask = padded_batch()
     assert torch.allclose(_logits(fast, ids, mask), _logits(model, ids, mask), atol=1e-5)
@@ -31,7 +33,7 @@ def test_first_token_layer_roberta(tmp_path):
     config = RobertaConfig(vocab_size=6000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=64, num_labels=2)
     model = RobertaForSequenceClassification(config).eval()
-    fast = runtime.first_token_only(runtime.copy.deepcopy(model))
+    fast = runtime.first_token_only(copy.deepcopy(model))
     assert isinstance(fast.roberta.encoder.layer[-1], runtime.FirstTokenLayer)
     ids, mask = padded_batch()
     assert torch.allclose(_logits(fast, ids, mask), _logits(model, ids, mask), atol=1e-5)

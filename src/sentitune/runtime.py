@@ -12,6 +12,7 @@ import copy
 import sys
 
 import torch
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 FIRST_TOKEN_MODELS = {"bert", "roberta", "xlm-roberta", "camembert"}  # heads that read hidden_states[:, 0]
 
@@ -24,14 +25,12 @@ class FirstTokenLayer(torch.nn.Module):
         self.layer = layer
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
         attn, first = self.layer.attention.self, hidden_states[:, :1]
 
         def heads(x: torch.Tensor) -> torch.Tensor:
             return x.view(x.shape[0], x.shape[1], -1, attn.attention_head_size).transpose(1, 2)
 
-        if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
+        if attention_mask is not None and attention_mask.dim() == 4:  # the first query's row
             attention_mask = attention_mask[..., :1, :]
         eager = sys.modules[type(attn).__module__].eager_attention_forward
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager)
