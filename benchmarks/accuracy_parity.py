@@ -7,7 +7,8 @@ Every arm: the same IMDB train sample, the same token ids (head+tail at max_leng
 classifier-head initialisation, and the same schedule (the preset's learning rate, warm-up, weight decay,
 scheduler, batch size, one epoch); the final model is scored on the same fixed, balanced test sample.
 reference: fp32, every review padded to max_length, random batches, the model's dropouts (0.1/0.1),
-scored in fp32. sentitune: the preset as it is, scored the sentitune way (bf16 where supported).
+scored in fp32. sentitune: the preset as it is, trained by `sentitune.trainer` as `sentitune train` trains it
+and scored the sentitune way (bf16 where the CPU has native bf16, else fp32; the `precision` column says which).
 sentitune-hidden-dropout-0: the preset with hidden dropout off too (no random masks at all), to price that knob.
 Prints accuracies, the difference in points and McNemar's exact p-value against the reference last.
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from sentitune.evaluate import mcnemar
+
+from sentitune.metrics import mcnemar
 
 ARMS = {
     "reference": {"recipe": "reference", "schedule": True},
@@ -29,13 +31,15 @@ ARMS = {
     "sentitune-hidden-dropout-0": {"recipe": "sentitune", "overrides": {"dropout": 0.0}},
     "sentitune-sdpa": {"recipe": "sentitune", "overrides": {"attention": "sdpa"}},
 }
-COLUMNS = ["arm", "accuracy", "points_vs_reference", "mcnemar_p", "train_wall_s", "examples_per_s", "train_loss"]
+COLUMNS = ["arm", "precision", "accuracy", "points_vs_reference", "mcnemar_p", "train_wall_s", "examples_per_s",
+           "train_loss"]
 
 
 def arm_spec(name: str, args) -> dict:
     spec = dict(ARMS[name])
     spec["overrides"] = {"max_length": args.max_length, **spec.get("overrides", {})}
-    return {**spec, "preset": args.preset, "train_per_class": args.train_examples // 2, "test_per_class": args.test_examples // 2}
+    return {**spec, "preset": args.preset, "train_per_class": args.train_examples // 2,
+            "test_per_class": args.test_examples // 2}
 
 
 def main() -> None:
@@ -60,8 +64,8 @@ def main() -> None:
     for row in rows[1:]:
         verdict = "met" if row["points_vs_reference"] >= -0.3 else "not met"
         print(f"{row['arm']}: {100 * row['accuracy']:.2f}% vs reference {100 * ref['accuracy']:.2f}% "
-              f"({row['points_vs_reference']:+.2f} points, McNemar p={row['mcnemar_p']:.3f}; within 0.3 points: {verdict}); "
-              f"train time {row['train_wall_s']:.0f} s vs {ref['train_wall_s']:.0f} s")
+              f"({row['points_vs_reference']:+.2f} points, McNemar p={row['mcnemar_p']:.3f}; "
+              f"within 0.3 points: {verdict}); train time {row['train_wall_s']:.0f} s vs {ref['train_wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def find_chromium() -> str | None:
 def run_browser(browser: str, args: list[str], timeout: float) -> str:
     """Run the headless browser with a throwaway profile and return its stdout."""
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                              timeout=timeout)
     return done.stdout
 
 
@@ -64,7 +65,8 @@ def screenshot_is_blank(browser: str, html: Path, out: Path, timeout: float, siz
     return stat.stddev[0] < 2.0
 
 
-def check_render(html: str | Path, screenshot: str | Path | None = None, browser: str | None = None, timeout: float = 120) -> dict:
+def check_render(html: str | Path, screenshot: str | Path | None = None, browser: str | None = None,
+                 timeout: float = 120) -> dict:
     """{images, broken (alts with naturalWidth 0), blank, screenshot, ok} for one HTML report."""
     html = Path(html).resolve()
     browser = browser or find_chromium()

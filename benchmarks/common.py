@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMDB = Path(os.environ.get("SENTITUNE_DATA", "/work/shared/data/imdb"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+NO_BF16 = "n/a: no native bf16 on this CPU"  # what a skipped bf16 figure reads
 
 
 def imdb_splits(train_per_class: int, test_per_class: int, validation_per_class: int = 8, seed: int = 42):
@@ -33,21 +33,43 @@ def imdb_splits(train_per_class: int, test_per_class: int, validation_per_class:
     return splits, cfg
 
 
+def imdb_prepared(cfg, train_per_class: int, test_per_class: int, validation_per_class: int = 8):
+    """`sentitune.trainer.prepare` on a balanced IMDB sample: what `sentitune train` would build for `cfg`."""
+    import dataclasses
+
+    from sentitune.trainer import prepare
+
+    data = dataclasses.replace(cfg.data, data=str(IMDB), train_per_class=train_per_class,
+                               validation_per_class=validation_per_class, test_per_class=test_per_class)
+    return prepare(dataclasses.replace(cfg, data=data))
+
+
 def machine() -> str:
-    """One line naming the CPU, the threads torch uses and the software versions."""
+    """One line naming the CPU (from sentitune.machine, the policy's own reading), threads and software versions."""
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = Path("/proc/cpuinfo").read_text()
-    isa = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no bf16 ISA"
-    return (f"{cpu} ({os.cpu_count()} cores, {isa}), torch {torch.__version__} on {torch.get_num_threads()} threads, "
+    from sentitune.machine import cpu_info
+
+    return (f"{cpu_info().summary()}, torch {torch.__version__} on {torch.get_num_threads()} threads, "
             f"transformers {transformers.__version__}, load average {os.getloadavg()[0]:.2f}")
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (sentitune.machine's reading; ATEN_CPU_CAPABILITY=avx2 says no)."""
+    from sentitune.machine import cpu_info
+
+    return cpu_info().native_bf16
+
+
+def bf16_matmul_gflops(n: int = 4096, repeats: int = 5) -> float | None:
+    """`matmul_gflops(torch.bfloat16)`, or None on a CPU without native bf16: there bf16 is emulated at ~0.2 GFLOP/s
+    and one 4096^3 matmul takes minutes (the whole measurement over an hour). Report None as `NO_BF16`."""
+    return matmul_gflops(torch.bfloat16, n, repeats) if native_bf16() else None
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One short GPU check for sentitune (a few minutes on a CUDA machine with the package installed):
-#   1. bf16 matmul peak of the GPU (8192^3),
-#   2. bf16 training throughput of a BERT-base-sized model built from BertConfig() (random weights),
-#   3. bf16 inference throughput of the same model (autocast, and bf16 weights),
+# One short GPU check for sentitune (a few minutes on a CUDA machine with the package installed), at the precision
+# sentitune.machine.Runtime picks there (bf16 on Ampere and later, fp16 on older GPUs; fp32 for a smoke run on a
+# CPU without native bf16), each figure labelled by it:
+#   1. matmul peak of the GPU (8192^3),
+#   2. training throughput of a BERT-base-sized model built from BertConfig() (random weights; a hardware probe,
+#      not sentitune's Trainer),
+#   3. inference throughput of the same model (autocast, and weights cast to that precision),
 #   4. the default model's accuracy after `sentitune train` (gpu-base schedule, 1 epoch) on a small IMDB slice.
-# Prints a Markdown table last.
+# Prints the device and the CPU (benchmarks/common.py machine()) first and a Markdown table last.
 #
 #   bash benchmarks/gpu.sh                         # IMDB from $SENTITUNE_DATA, else the Hub's stanfordnlp/imdb
 #   SENTITUNE_DATA=/data/imdb bash benchmarks/gpu.sh
@@ -24,12 +27,15 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 sys.path.insert(0, "benchmarks")
-from common import markdown_table, train_flops  # noqa: E402
+from common import machine, markdown_table, train_flops  # noqa: E402
+from sentitune.machine import Runtime  # noqa: E402
 
 SMOKE = os.environ.get("GPU_SH_SMOKE") == "1"
 if not torch.cuda.is_available() and not SMOKE:
     sys.exit("benchmarks/gpu.sh: no CUDA device (set GPU_SH_SMOKE=1 for a tiny run on CPU)")
-DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+RUNTIME = Runtime.resolve()  # the device and precision `sentitune train` would use here
+DEV, PRECISION = RUNTIME.device, RUNTIME.precision
+AMP = f"{PRECISION} autocast" if PRECISION != "fp32" else "fp32"
 BATCH, WIDTH, STEPS = (4, 32, 2) if SMOKE else (32, 256, 20)
 INFER_BATCH = 8 if SMOKE else 256
 MODEL = "tiny BERT (smoke)" if SMOKE else "BERT-base"
@@ -55,7 +61,7 @@ def timed(fn, steps: int) -> float:
 
 def matmul_peak() -> float:
     n = 1024 if SMOKE else 8192
-    a, b = (torch.randn(n, n, device=DEV, dtype=torch.bfloat16) for _ in range(2))
+    a, b = (torch.randn(n, n, device=DEV, dtype=RUNTIME.dtype) for _ in range(2))
     return 2 * n**3 / timed(lambda: a @ b, 5 if SMOKE else 50) / 1e12
 
 
@@ -72,7 +78,7 @@ def train_throughput(peak: float) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=DEV.type == "cuda")
 
     def step():
-        with torch.autocast(DEV.type, dtype=torch.bfloat16):
+        with RUNTIME.autocast():
             loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         opt.step()
@@ -80,7 +86,7 @@ def train_throughput(peak: float) -> None:
 
     seconds = timed(step, STEPS)
     tflops = train_flops(config, BATCH, WIDTH) / seconds / 1e12
-    rows.append({"measure": f"{MODEL} train, bf16 autocast, batch {BATCH} x {WIDTH}", "per_s": BATCH / seconds,
+    rows.append({"measure": f"{MODEL} train, {AMP}, batch {BATCH} x {WIDTH}", "per_s": BATCH / seconds,
                  "tokens_per_s": BATCH * WIDTH / seconds, "tflops": tflops, "share_of_peak": tflops / peak})
 
 
@@ -89,14 +95,16 @@ def inference_throughput() -> None:
     model, config = bert_base()
     model.eval()
     ids = torch.randint(1000, config.vocab_size, (INFER_BATCH, WIDTH), device=DEV)
-    with torch.autocast(DEV.type, dtype=torch.bfloat16):
+    with RUNTIME.autocast():
         seconds = timed(lambda: model(input_ids=ids), STEPS)
-    rows.append({"measure": f"{MODEL} inference, bf16 autocast, batch {INFER_BATCH} x {WIDTH}", "per_s": INFER_BATCH / seconds,
-                 "tokens_per_s": INFER_BATCH * WIDTH / seconds})
-    model.to(torch.bfloat16)
+    rows.append({"measure": f"{MODEL} inference, {AMP}, batch {INFER_BATCH} x {WIDTH}",
+                 "per_s": INFER_BATCH / seconds, "tokens_per_s": INFER_BATCH * WIDTH / seconds})
+    if PRECISION == "fp32":  # weights already fp32: the row above
+        return
+    model.to(RUNTIME.dtype)
     seconds = timed(lambda: model(input_ids=ids), STEPS)
-    rows.append({"measure": f"{MODEL} inference, bf16 weights, batch {INFER_BATCH} x {WIDTH}", "per_s": INFER_BATCH / seconds,
-                 "tokens_per_s": INFER_BATCH * WIDTH / seconds})
+    rows.append({"measure": f"{MODEL} inference, {PRECISION} weights, batch {INFER_BATCH} x {WIDTH}",
+                 "per_s": INFER_BATCH / seconds, "tokens_per_s": INFER_BATCH * WIDTH / seconds})
 
 
 def default_model_accuracy() -> None:
@@ -108,22 +116,25 @@ def default_model_accuracy() -> None:
     data = {"train_per_class": per_class[0], "validation_per_class": per_class[1], "test_per_class": per_class[2]}
     if os.environ.get("SENTITUNE_DATA"):
         data["data"] = os.environ["SENTITUNE_DATA"]
-    cfg = load_config(preset="gpu-base", overrides={"output_dir": tempfile.mkdtemp(prefix="sentitune-gpu-"), "name": "gpu-check",
-                                                     "max_length": 64 if SMOKE else 256, "epochs": 1.0, "data": data})
+    cfg = load_config(preset="gpu-base", overrides={"output_dir": tempfile.mkdtemp(prefix="sentitune-gpu-"),
+                                                     "name": "gpu-check", "max_length": 64 if SMOKE else 256,
+                                                     "epochs": 1.0, "data": data})
     measure = f"default model, gpu-base 1 epoch, {2 * per_class[0]} IMDB train -> {2 * per_class[2]} test"
     try:
         metrics = json.loads((train(cfg, overwrite=True) / "metrics.json").read_text())
     except SentituneError as exc:
         rows.append({"measure": measure, "accuracy": f"skipped: {exc}"})
         return
+    measure += f" ({metrics['train'].get('precision', PRECISION)})"
     rows.append({"measure": measure, "per_s": metrics["train"]["train_examples_per_s"],
                  "accuracy": metrics["test"]["accuracy"], "train_wall_s": metrics["train"]["wall_time_s"]})
 
 
 name = torch.cuda.get_device_name(0) if DEV.type == "cuda" else "CPU (smoke run)"
-print(f"{name}, torch {torch.__version__}")
+print(f"{name}, torch {torch.__version__}, {PRECISION}")
+print(machine())
 peak = matmul_peak()
-rows.append({"measure": "bf16 matmul peak", "tflops": peak})
+rows.append({"measure": f"{PRECISION} matmul peak", "tflops": peak})
 train_throughput(peak)
 inference_throughput()
 default_model_accuracy()

@@ -1,28 +1,33 @@
-"""Where a training step's time goes: torch.profiler over a few bf16 steps of the default model.
+"""Where a training step's time goes: torch.profiler over a few steps of the default model, as `sentitune train`
+runs them.
 
     flock /tmp/sentitune-cpu.lock python benchmarks/profile_step.py
-    flock /tmp/sentitune-cpu.lock python benchmarks/profile_step.py --dropout 0.0 --attention-dropout 0.0 --batch-size 32
+    flock /tmp/sentitune-cpu.lock python benchmarks/profile_step.py --dropout 0.0 --batch-size 32
 
-One step as the Trainer runs it (bf16 autocast forward, backward, fused AdamW, zero_grad) on a batch of
-real IMDB reviews padded to their longest (256 tokens). Prints the top operators by self CPU time and,
-last, the share of the step in matmuls, dropout's random masks and everything else.
+One step as the Trainer runs it, built by `sentitune.trainer` (`prepare`, `new_model`, `make_trainer`): the
+forward under the Trainer's autocast at the precision the runtime picks (bf16 on a CPU with native bf16, fp32
+on one without), the Trainer's loss, backward, the Trainer's optimizer (fused AdamW) and zero_grad, on a batch
+of the longest real IMDB reviews of a small sample, collated by the Trainer's collator (256 tokens). Prints the
+top operators by self CPU time and, last, the share of the step in matmuls, dropout's random masks and
+everything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import common
-from sentitune.config import default_model
-from sentitune.data import tokenize_splits
-from sentitune.models import load_classifier, load_tokenizer, quiet_transformers
+from sentitune.config import load_config
+from sentitune.models import quiet_transformers
+from sentitune.trainer import make_trainer, new_model
 
 GROUPS = {  # operator-name fragments -> group, first match wins
     "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_flash_attention"),
@@ -31,14 +36,13 @@ GROUPS = {  # operator-name fragments -> group, first match wins
 }
 
 
-def batch_of_reviews(batch_size: int, max_length: int) -> dict[str, torch.Tensor]:
-    """`batch_size` long IMDB reviews, truncated to max_length (the worst-case, fully used batch)."""
-    splits, _ = common.imdb_splits(batch_size, 4)
-    tokenizer = load_tokenizer(default_model())
-    ids = sorted(tokenize_splits(splits, tokenizer, max_length)["train"]["input_ids"], key=len)[-batch_size:]
-    width = max(map(len, ids))
-    input_ids = torch.tensor([x + [0] * (width - len(x)) for x in ids])
-    return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long(), "labels": torch.arange(batch_size) % 2}
+def longest_batch(trainer, batch_size: int) -> dict[str, torch.Tensor]:
+    """The `batch_size` longest reviews of the trainer's train sample (truncated to max_length), collated by the
+    trainer's own collator: the worst-case, fully used batch."""
+    train = trainer.train_dataset
+    lengths = [len(ids) for ids in train["input_ids"]]
+    rows = sorted(range(len(train)), key=lengths.__getitem__)[-batch_size:]
+    return trainer.data_collator([train[i] for i in rows])
 
 
 def group_of(name: str) -> str:
@@ -56,14 +60,21 @@ def main() -> None:
     args = parser.parse_args()
     quiet_transformers()
     print(common.machine())
-    model = load_classifier(default_model(), args.dropout, args.attention_dropout).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    batch = batch_of_reviews(args.batch_size, args.max_length)
+    out = Path(tempfile.mkdtemp(prefix="sentitune-profile-"))
+    # no preset: the default model's own dropouts unless overridden (unset flags arrive as None and are dropped)
+    cfg = load_config(overrides={"output_dir": str(out), "batch_size": args.batch_size, "max_length": args.max_length,
+                                 "dropout": args.dropout, "attention_dropout": args.attention_dropout})
+    prepared = common.imdb_prepared(cfg, args.batch_size, 4)
+    cfg = prepared.cfg
+    model = new_model(cfg, prepared).train()
+    trainer = make_trainer(cfg, prepared, model, out)
+    optimizer = trainer.create_optimizer()
+    batch = longest_batch(trainer, args.batch_size)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
+        with trainer.accelerator.autocast():  # the autocast the Trainer's prepared model runs under
+            loss = trainer.compute_loss(model, batch)
+        trainer.accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -78,7 +89,8 @@ def main() -> None:
     for e in events:
         shares[group_of(e.key)] = shares.get(group_of(e.key), 0) + e.self_cpu_time_total
     print(f"step {total / args.steps / 1e3:.0f} ms (batch {args.batch_size} x {batch['input_ids'].shape[1]} tokens, "
-          f"hidden dropout {model.config.hidden_dropout_prob}, attention dropout {model.config.attention_probs_dropout_prob}): "
+          f"{prepared.runtime.precision}, hidden dropout {model.config.hidden_dropout_prob}, "
+          f"attention dropout {model.config.attention_probs_dropout_prob}): "
           + ", ".join(f"{g} {v / total:.0%}" for g, v in sorted(shares.items(), key=lambda kv: -kv[1])))
 
 

@@ -5,7 +5,8 @@ Run by train_throughput.py, train_ablation.py, flops.py and accuracy_parity.py a
 
 Spec keys (all optional but `recipe`):
   recipe         "reference": tokens padded to max_length, Trainer with default TrainingArguments, fp32,
-                 the model's own dropouts; "sentitune": sentitune's `build_trainer` with a preset's config.
+                 the model's own dropouts; "sentitune": `sentitune.trainer.make_trainer` (what `sentitune train`
+                 runs: `prepare`, `new_model`, `make_trainer`) with a preset's config.
   preset         sentitune preset the config starts from (default cpu-quick).
   overrides      TrainConfig fields (batch_size, dropout, precision, learning_rate, ...); the schedule fields
                  also drive the reference arm when `schedule` is true.
@@ -14,6 +15,9 @@ Spec keys (all optional but `recipe`):
   max_steps      optimizer steps (-1: one full pass over the sample as `overrides.epochs` says).
   warmup_steps   steps left out of the timing.
   attn, optim, pad_multiple, bf16_weights, threads   speed knobs (see train_ablation.py).
+
+The JSON records `precision`, the precision the arm really trained at (the runtime's choice: fp32 on a CPU
+without native bf16), and `cpu`, the CPU it ran on.
 """
 
 from __future__ import annotations
@@ -27,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-import common
 from sentitune.config import load_config
-from sentitune.models import load_classifier, load_tokenizer, quiet_transformers, resolve_precision
-from sentitune.predict import margins_for_ids
-from sentitune.train import build_trainer
-from sentitune.data import tokenize_splits
+from sentitune.machine import Runtime
+from sentitune.models import load_classifier, quiet_transformers
+from sentitune.predict import logits_for_ids
+from sentitune.trainer import Prepared, make_trainer, new_model
 
 QUIET = 0.9  # CPU share above which a step counts as undisturbed by other processes
 
@@ -72,8 +76,9 @@ class CountingCollator:
         return batch
 
 
-def reference_trainer(spec: dict, cfg, model, tokenizer, tokenized, out: Path) -> Trainer:
+def reference_trainer(spec: dict, cfg, model, prepared: Prepared, out: Path) -> Trainer:
     """The tutorial recipe: pad every review to max_length up front; Trainer with default arguments, fp32."""
+    tokenizer, tokenized = prepared.tokenizer, prepared.tokenized(cfg)
     pad = lambda b: tokenizer.pad({"input_ids": b["input_ids"]}, padding="max_length", max_length=cfg.max_length)
     train_set = tokenized["train"].select_columns(["input_ids", "label"]).map(pad, batched=True)
     schedule = dict(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
@@ -84,9 +89,10 @@ def reference_trainer(spec: dict, cfg, model, tokenizer, tokenized, out: Path) -
     return Trainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer)
 
 
-def sentitune_trainer(spec: dict, cfg, model, tokenizer, tokenized, out: Path) -> Trainer:
-    """sentitune's own Trainer, with periodic evaluation and checkpoints switched off for the timing."""
-    trainer = build_trainer(cfg, model, tokenizer, tokenized, resolve_precision(cfg.precision), out)
+def sentitune_trainer(spec: dict, cfg, model, prepared: Prepared, out: Path) -> Trainer:
+    """sentitune's own Trainer (the assembly `sentitune train` uses), periodic evaluation and checkpoints off."""
+    trainer = make_trainer(cfg, prepared, model, out)
+    tokenizer = prepared.tokenizer
     if "pad_multiple" in spec:
         trainer.data_collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=spec["pad_multiple"])
     if spec.get("optim"):
@@ -101,11 +107,12 @@ def arm_config(spec: dict, out: Path):
     return load_config(preset=spec.get("preset", "cpu-quick"), overrides=overrides)
 
 
-def evaluate(model, tokenized, tokenizer, precision: str, batch_size: int) -> dict:
+def evaluate(model, prepared: Prepared, cfg, runtime: Runtime) -> dict:
     """Accuracy on the test sample and the per-example correctness (for a paired test)."""
-    test = tokenized["test"]
-    margin = margins_for_ids(model, test["input_ids"], tokenizer.pad_token_id or 0, batch_size, precision)
-    correct = ((margin > 0).astype(int) == np.asarray(test["label"])).astype(int)
+    test = prepared.tokenized(cfg)["test"]
+    logits = logits_for_ids(model, test["input_ids"], prepared.tokenizer.pad_token_id or 0, cfg.eval_batch_size,
+                            runtime)
+    correct = (logits.argmax(1) == np.asarray(test["label"])).astype(int)
     return {"accuracy": float(correct.mean()), "correct": "".join(map(str, correct))}
 
 
@@ -142,28 +149,27 @@ def run(spec: dict) -> dict:
     torch.set_num_threads(spec.get("threads", torch.get_num_threads()))
     out = Path(tempfile.mkdtemp(prefix="sentitune-bench-"))
     cfg = arm_config(spec, out)
-    splits, _ = common.imdb_splits(spec.get("train_per_class", 200), max(spec.get("test_per_class", 0), 4))
-    tokenizer = load_tokenizer(cfg.model)
-    tokenized = tokenize_splits(splits, tokenizer, cfg.max_length, cfg.truncation)
+    prepared = common.imdb_prepared(cfg, spec.get("train_per_class", 200), max(spec.get("test_per_class", 0), 4))
     reference = spec["recipe"] == "reference"
     torch.manual_seed(cfg.seed)  # the same classifier-head initialisation in every arm
-    model = load_classifier(cfg.model, attention="sdpa") if reference else \
-        load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, attention=cfg.attention)
+    model = load_classifier(cfg.model, prepared.labels, attention="sdpa") if reference else new_model(cfg, prepared)
     if spec.get("attn"):
         model.set_attn_implementation(spec["attn"])
     if spec.get("bf16_weights"):
         model.to(torch.bfloat16)
-    trainer = (reference_trainer if reference else sentitune_trainer)(spec, cfg, model, tokenizer, tokenized, out)
+    trainer = (reference_trainer if reference else sentitune_trainer)(spec, cfg, model, prepared, out)
     warmup = spec.get("warmup_steps", 0)
     clock, trainer.data_collator = StepClock(warmup), CountingCollator(trainer.data_collator)
     trainer.add_callback(clock)
     started = time.perf_counter()
     result = trainer.train()
+    batches = trainer.data_collator.batches[warmup : trainer.state.global_step]
+    runtime = Runtime.resolve("fp32") if reference else prepared.runtime
     figures = {"train_wall_s": time.perf_counter() - started, "train_loss": result.metrics.get("train_loss"),
-               **throughput(clock, trainer.data_collator.batches[warmup : trainer.state.global_step], model.config), "peak_rss_mb": common.peak_rss_mb()}
+               **throughput(clock, batches, model.config), "peak_rss_mb": common.peak_rss_mb(),
+               "precision": runtime.precision, "cpu": runtime.cpu.summary()}
     if spec.get("test_per_class", 0) > 0:
-        precision = "fp32" if reference else resolve_precision(cfg.precision)
-        figures |= evaluate(trainer.model, tokenized, tokenizer, precision, cfg.eval_batch_size)
+        figures |= evaluate(trainer.model, prepared, cfg, runtime)
     return figures
 
 

@@ -4,7 +4,9 @@
     flock /tmp/sentitune-cpu.lock python benchmarks/train_throughput.py --train-examples 1600 --repeats 3
 
 Reference: every review padded to max_length by the tokenizer, `Trainer` with default `TrainingArguments`
-(fp32, the model's dropouts). Same model, IMDB train sample, batch size, max_length and machine. Each arm
+(fp32, the model's dropouts). sentitune: `sentitune.trainer`'s assembly, as `sentitune train` runs it, at the
+precision the runtime picks (the `precision` column: bf16 on a CPU with native bf16, else fp32).
+Same model, IMDB train sample, batch size, max_length and machine. Each arm
 runs in a fresh process (clean peak RSS); the first `--warmup-steps` steps of each run are not timed.
 Prints a table per run, then the mean per arm and the ratio last.
 """
@@ -28,8 +30,8 @@ ARMS = {
     "sentitune-sdpa": {"recipe": "sentitune", "overrides": {"attention": "sdpa"}},
     "sentitune-hidden-dropout-0-batch-32": {"recipe": "sentitune", "overrides": {"dropout": 0.0, "batch_size": 32}},
 }
-COLUMNS = ["run", "arm", "examples_per_s", "tokens_per_s", "padded_tokens_per_s", "gflops", "peak_rss_mb", "cpu_share",
-           "timed_steps", "quiet_steps", "quiet_examples_per_s"]
+COLUMNS = ["run", "arm", "precision", "examples_per_s", "tokens_per_s", "padded_tokens_per_s", "gflops", "peak_rss_mb",
+           "cpu_share", "timed_steps", "quiet_steps", "quiet_examples_per_s"]
 MEANS = ["examples_per_s", "tokens_per_s", "gflops", "peak_rss_mb", "cpu_share"]
 
 
@@ -46,7 +48,7 @@ def summary(runs: list[dict], arms: list[str]) -> list[dict]:
         mine = [r for r in runs if r["arm"] == arm]
         quiet_s = sum(r["quiet_steps"] / r["quiet_examples_per_s"] for r in mine if r["quiet_steps"])
         quiet_rows = sum(r["quiet_steps"] for r in mine)
-        row = {"arm": arm, **{k: mean(r[k] for r in mine) for k in MEANS}}
+        row = {"arm": arm, "precision": mine[0]["precision"], **{k: mean(r[k] for r in mine) for k in MEANS}}
         row["quiet_examples_per_s"] = quiet_rows / quiet_s if quiet_s else float("nan")
         row["ratio"] = row["examples_per_s"] / rows[0]["examples_per_s"] if rows else 1.0
         row["quiet_ratio"] = row["quiet_examples_per_s"] / rows[0]["quiet_examples_per_s"] if rows else 1.0
@@ -73,10 +75,11 @@ def main() -> None:
             print(f"round {round_ + 1} {arm}: {runs[-1]['examples_per_s']:.2f} examples/s", flush=True)
     print(common.markdown_table(runs, COLUMNS))
     rows = summary(runs, arms)
-    print(common.markdown_table(rows, ["arm", *MEANS, "quiet_examples_per_s", "ratio", "quiet_ratio"]))
+    print(common.markdown_table(rows, ["arm", "precision", *MEANS, "quiet_examples_per_s", "ratio", "quiet_ratio"]))
     for row in rows[1:]:
-        print(f"ratio {row['arm']}/reference: {row['ratio']:.2f}x examples/s, {row['quiet_ratio']:.2f}x on quiet steps "
-              f"(target >= 4x: {'met' if min(row['ratio'], row['quiet_ratio']) >= 4 else 'not met'}); "
+        verdict = "met" if min(row["ratio"], row["quiet_ratio"]) >= 4 else "not met"
+        print(f"ratio {row['arm']} ({row['precision']})/reference: {row['ratio']:.2f}x examples/s, "
+              f"{row['quiet_ratio']:.2f}x on quiet steps (target >= 4x: {verdict}); "
               f"peak RSS {row['peak_rss_mb']:.0f} vs {rows[0]['peak_rss_mb']:.0f} MiB")
 
 

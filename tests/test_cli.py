@@ -62,7 +62,34 @@ def test_predict_prints_json_lines(tiny_model):
     result = runner.invoke(app, ["predict", str(tiny_model), "a fine film", "a bad film"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert [r["text"] for r in rows] == ["a fine film", "a bad film"] and all(r["label"] in {"negative", "positive"} for r in rows)
+    assert [r["text"] for r in rows] == ["a fine film", "a bad film"]
+    assert all(set(r["scores"]) == {"LABEL_0", "LABEL_1"} and r["label"] in r["scores"] for r in rows)  # the model's names
+
+
+def test_predict_file_splits_on_newlines_only_and_refuses_bad_bytes(tiny_model, tmp_path):
+    (tmp_path / "t.txt").write_text("first review\x85 still the first\nsecond\n\n", encoding="utf-8")
+    result = runner.invoke(app, ["predict", str(tiny_model), "--file", str(tmp_path / "t.txt")])
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 2
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9\n")
+    result = sentitune("predict", str(tiny_model), "--file", str(tmp_path / "bad.txt"))
+    assert result.returncode == 2 and "invalid UTF-8" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_error_lines_keep_brackets(tmp_path):
+    result = sentitune("train", "--data", str(tmp_path / "[x]" / "none.csv"), "--output-dir", str(tmp_path))
+    assert result.returncode == 2 and "[x]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_values_stop_before_anything_is_created(tmp_path, parquet_folder):
+    for flags, match in ((["--learning-rate", "-0.1"], "learning-rate = -0.1"), (["--batch-size", "0"], "batch-size = 0"),
+                         (["--scheduler", "zigzag"], "scheduler = 'zigzag'"), (["--max-steps", "0"], "max-steps = 0"),
+                         (["--name", "../x"], "--name|name = '../x'")):
+        result = sentitune("train", "--data", str(parquet_folder), "--output-dir", str(tmp_path / "runs"), *flags)
+        assert result.returncode == 2 and __import__("re").search(match, result.stderr), (flags, result.stderr)
+    (tmp_path / "c.yaml").write_text("learning_rate: 1e-4\nbatch_size: sixteen\n")
+    result = sentitune("train", "--config", str(tmp_path / "c.yaml"), "--data", str(parquet_folder))
+    assert result.returncode == 2 and "batch_size = 'sixteen' is not an int" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
@@ -80,6 +107,7 @@ def test_public_api_names_resolve():
     import sentitune.compare
     import sentitune.train
     import sentitune.tune  # importing the submodules must not change what the public names are
+    import sentitune.workflow
 
-    assert sentitune.fine_tune is sentitune.train.train and sentitune.compare_results is sentitune.compare.compare
+    assert sentitune.fine_tune is sentitune.workflow.fine_tune and sentitune.compare_results is sentitune.compare.compare
     assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict) for name in sentitune.__all__)

@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 from conftest import IMDB, synthetic_reviews
 
-from sentitune.data import (DataConfig, clean_text, examples_descriptor, prepare_frames, prepare_splits, read_source,
-                            tokenize_splits, truncate_ids)
+from sentitune.data import (
+    DataConfig,
+    clean_text,
+    examples_descriptor,
+    prepare_frames,
+    prepare_splits,
+    read_source,
+    tokenize_splits,
+    truncate_ids,
+)
 from sentitune.errors import SentituneError
 
 
@@ -69,9 +77,11 @@ def test_table_files_with_custom_columns_and_string_labels(tmp_path, suffix):
 def test_star_ratings_with_threshold(tmp_path):
     df = synthetic_reviews(20)[["text", "rating"]]
     df.to_csv(tmp_path / "stars.csv", index=False)
-    cfg = DataConfig(data=str(tmp_path / "stars.csv"), label_column="rating", label_threshold=7)
-    frames = read_source(cfg.data, cfg)
-    assert (frames["train"]["label"] == (df["rating"] >= 7).astype(int)).all()
+    cfg = DataConfig(data=str(tmp_path / "stars.csv"), label_column="rating", label_threshold=7, test_size=0.5)
+    frames, report = prepare_frames(cfg)
+    rows = pd.concat(frames.values())
+    assert report["labels"]["names"] == ["negative", "positive"]
+    assert (rows["label"].to_numpy() == (df.loc[rows["idx"], "rating"].to_numpy() >= 7)).all()
 
 
 def test_clean_text():
@@ -132,7 +142,10 @@ def test_tokenize_keeps_special_tokens_and_no_padding(parquet_folder, tiny_model
     (lambda p: (p / "x.xlsx").write_text("a") and p / "x.xlsx", "unknown format"),
     (lambda p: (p / "x.csv").write_text("review,label\nok,1\n") and p / "x.csv", r"missing column\(s\) \['text'\]; columns found: \['review', 'label'\]"),
     (lambda p: (p / "x.csv").write_text("text,label\nok,1\n ,0\n") and p / "x.csv", "empty text at row 1"),
-    (lambda p: (p / "x.csv").write_text("text,label\nok,1\nbad,maybe\n") and p / "x.csv", r"labels \['maybe'\]"),
+    (lambda p: (p / "x.csv").write_text("text,label\nok,1\nbad,maybe\n") and p / "x.csv", r"mix numbers and names"),
+    (lambda p: (p / "x.csv").write_text("text,label\n" + "ok,a\nfine,b\n" * 5 + "rare,c\n") and p / "x.csv",
+     r"too few examples of class\(es\) \{'c': 1\}"),
+    (lambda p: (p / "x.csv").write_text("text,label\n1,0\n2,1\n") and p / "x.csv", r"holds int\w* values, not text"),
     (lambda p: (p / "x.csv").write_text("text,label\n" + "ok,1\n" * 20) and p / "x.csv", "single class"),
     (lambda p: (p / "x.csv").write_bytes(b"text,label\nok,1\nd\xe9j\xe0,0\n") and p / "x.csv", "invalid UTF-8 at byte offset 17"),
     (lambda p: (p / "x.parquet").write_bytes(b"not parquet") and p / "x.parquet", "not a readable parquet"),
@@ -175,3 +188,29 @@ def test_validation_in_train_for_the_final_fit(parquet_folder):
     final, report = prepare_frames(DataConfig(data=str(parquet_folder), validation_size=0.2, validation_in_train=True))
     assert len(final["train"]) == len(plain["train"]) + len(plain["validation"]) and report["validation_in_train"]
     assert set(final["validation"]["idx"]) <= set(final["train"]["idx"])
+
+
+def test_three_classes_with_named_integers_and_an_official_validation_split(tmp_path):
+    rows = synthetic_reviews(30)
+    rows = pd.concat([rows, rows.assign(text="so-so " + rows.text, label=2)]).assign(
+        label_name=lambda d: d.label.map({0: "negative", 1: "positive", 2: "neutral"}))
+    rows["label"] = rows["label"].map({0: 0, 2: 1, 1: 2})
+    rows.iloc[::4].to_parquet(tmp_path / "validation.parquet")
+    rows.to_parquet(tmp_path / "train.parquet")
+    rows.iloc[1::3].to_parquet(tmp_path / "test.parquet")
+    frames, report = prepare_frames(DataConfig(data=str(tmp_path)))
+    assert report["labels"] == {"names": ["negative", "neutral", "positive"], "ordinal": True}
+    assert report["validation_from_source"] and len(frames["validation"]) == len(rows.iloc[::4])
+    assert set(report["class_shares"]["train"]) == {"negative", "neutral", "positive"}
+
+
+def test_stratified_train_sample_keeps_class_shares(parquet_folder):
+    frames, _ = prepare_frames(DataConfig(data=str(parquet_folder), validation_size=0.2, train_examples=50))
+    assert len(frames["train"]) == 50 and frames["train"]["label"].value_counts().min() >= 24
+
+
+@pytest.mark.skipif(not (IMDB.parent / "sst5").is_dir(), reason="the shared SST-5 copy is not beside the repo")
+def test_real_sst5_is_five_ordered_classes():
+    frames, report = prepare_frames(DataConfig(data=str(IMDB.parent / "sst5")))
+    assert report["labels"]["names"] == ["very negative", "negative", "neutral", "positive", "very positive"]
+    assert report["labels"]["ordinal"] and report["rows"]["test"] == 2210

@@ -1,93 +1,88 @@
-"""Tests of sentitune.evaluate: metrics against hand-computed values, McNemar, and a whole fake run."""
+"""sentitune.evaluate: slices, error analysis, temperature scaling and whole runs, on two, three and five classes."""
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn import metrics as skm
+import yaml
 
-from fake_run import make_fake_run
 from sentitune.data import DataConfig
 from sentitune.errors import SentituneError
-from sentitune.evaluate import (classification_metrics, error_examples, evaluate_run, expected_calibration_error,
-                                fit_temperature, has_negation, mcnemar, sigmoid, wilson_interval)
+from sentitune.evaluate import error_examples, evaluate_run, has_negation, slices
+from sentitune.labels import LabelScheme
+from sentitune.metrics import classification_metrics, softmax
+from sentitune.run import RunFolder, prediction_columns, probabilities
+
+SCHEMES = {2: LabelScheme(("negative", "positive")), 3: LabelScheme(("negative", "neutral", "positive"), True),
+           5: LabelScheme(("very negative", "negative", "neutral", "positive", "very positive"), True)}
 
 
-def test_classification_metrics_by_hand():
-    labels = [0, 0, 1, 1, 1, 0]
-    prob = [0.1, 0.6, 0.8, 0.4, 0.9, 0.2]
-    m = classification_metrics(labels, prob)
-    assert m["n"] == 6
-    assert m["confusion_matrix"] == [[2, 1], [1, 2]]
-    assert m["accuracy"] == pytest.approx(4 / 6)
-    assert m["precision"] == pytest.approx(2 / 3)
-    assert m["recall"] == pytest.approx(2 / 3)
-    assert m["f1"] == pytest.approx(2 / 3)
-    assert m["f1_macro"] == pytest.approx(2 / 3)
-    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, prob))
-    assert m["log_loss"] == pytest.approx(skm.log_loss(labels, prob))
-    lo, hi = m["accuracy_ci95"]
-    assert lo < m["accuracy"] < hi
-    json.dumps(m)  # JSON-safe
+def scored_split(rng, split: str, n: int, k: int, scale: float = 3.0) -> pd.DataFrame:
+    """n rows of k classes, over-confident by `scale` (so temperature scaling has work to do)."""
+    label = rng.integers(0, k, n)
+    logits = scale * (np.eye(k)[label] * 1.5 + rng.normal(0, 1.0, (n, k)))
+    texts = [("not " if i % 3 == 0 else "") + f"text {i} " + "word " * int(rng.integers(2, 60)) for i in range(n)]
+    return pd.DataFrame({"split": split, "idx": np.arange(n), "text": texts, "label": label,
+                         **prediction_columns(softmax(logits), logits), "n_tokens": rng.integers(5, 120, n),
+                         "truncated": False, "rating": -1})
 
 
-def test_threshold_moves_predictions():
-    m = classification_metrics([0, 1], [0.3, 0.6], threshold=0.7)
-    assert m["confusion_matrix"] == [[1, 0], [1, 0]]
+def make_run(root, k: int = 3, name: str = "run") -> RunFolder:
+    rng = np.random.default_rng(k)
+    run = RunFolder.of(root, name)
+    run.model_dir.mkdir(parents=True)
+    frame = pd.concat([scored_split(rng, "validation", 300, k), scored_split(rng, "test", 500, k)], ignore_index=True)
+    run.write_predictions(frame)
+    scheme = SCHEMES[k]
+    metrics = {"labels": scheme.to_dict(), "examples": {"test": {"split": "test", "size": 500, "fingerprint": "f" * 16}}}
+    for split, part in frame.groupby("split"):
+        metrics[split] = classification_metrics(part["label"], probabilities(part), scheme.names, scheme.ordinal)
+    run.write_metrics(metrics)
+    run.config_path.write_text(yaml.safe_dump({"name": name, "output_dir": str(root), "model": "m", "max_length": 64,
+                                               "data": {"data": "somewhere"}}))
+    (run.path / "log.jsonl").write_text('{"step": 10, "loss": 0.9, "learning_rate": 1e-4}\n'
+                                        '{"step": 10, "eval_loss": 0.8, "eval_f1_macro": 0.6, "eval_accuracy": 0.6}\n')
+    return run
 
 
-def test_wilson_matches_reference():
-    # reference values from statsmodels proportion_confint(81, 263, method="wilson")
-    lo, hi = wilson_interval(81, 263)
-    assert lo == pytest.approx(0.2553, abs=1e-4)
-    assert hi == pytest.approx(0.3662, abs=1e-4)
-    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_evaluate_run_agrees_with_metrics_json_and_calibrates(tmp_path, k):
+    run = make_run(tmp_path, k)
+    evaluation = evaluate_run(run.path)
+    saved, recorded = run.evaluation(), run.metrics()["test"]
+    for key in ("n", "accuracy", "f1_macro", "recall_macro", "ece", "accuracy_ci95"):
+        assert saved["metrics"][key] == pytest.approx(recorded[key]), key
+    assert saved["matches_metrics_json"] is True and saved["labels"]["names"] == list(SCHEMES[k].names)
+    assert ("mae" in saved["metrics"]) == SCHEMES[k].ordinal and len(saved["metrics"]["confusion_matrix"]) == k
+    t = saved["temperature"]  # over-confident by construction: T > 1 and a lower ECE after scaling
+    assert t["value"] > 1.5 and t["metrics_after"]["ece"] < t["metrics_before"]["ece"]
+    assert t["metrics_after"]["accuracy"] == t["metrics_before"]["accuracy"]
+    assert set(saved["errors"]["confident"]) == set(SCHEMES[k].names)
+    assert sum(saved["errors"]["n_errors"].values()) == round(500 * (1 - recorded["accuracy"]))
+    assert ("class" in saved["slices"]) == (k > 2)
+    for path in evaluation["plots"].values():
+        assert (run.path / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
 
 
-def test_ece_perfectly_calibrated_and_overconfident():
-    rng = np.random.default_rng(0)
-    prob = rng.uniform(0, 1, 200_000)
-    labels = (rng.uniform(0, 1, prob.size) < prob).astype(int)
-    assert expected_calibration_error(labels, prob) < 0.01
-    # always 99% sure, right only 75% of the time: ECE = 0.24
-    labels = np.array([1] * 75 + [0] * 25)
-    assert expected_calibration_error(labels, np.full(100, 0.99)) == pytest.approx(0.24)
+def test_error_examples_are_the_most_confident_mistakes():
+    probs = np.array([[0.01, 0.99], [0.3, 0.7], [0.98, 0.02], [0.6, 0.4], [0.9, 0.1], [0.1, 0.9]])
+    frame = pd.DataFrame({"idx": range(6), "label": [0, 0, 1, 1, 0, 1], "text": ["x" * 1000] + ["short"] * 5,
+                          **prediction_columns(probs)})
+    errors = error_examples(frame, ["negative", "positive"], top_n=1)
+    assert errors["confident"]["negative"][0]["idx"] == 0 and errors["confident"]["positive"][0]["idx"] == 2
+    assert errors["least_sure"][0]["idx"] == 3 and errors["n_errors"] == {"negative": 2, "positive": 2}
+    row = errors["confident"]["negative"][0]
+    assert (row["label"], row["pred"], row["confidence"]) == ("negative", "positive", 0.99)
+    assert "[...]" in row["text"] and len(row["text"]) < 420
 
 
-def test_single_class_aucs_are_none():
-    m = classification_metrics([1, 1, 1], [0.9, 0.8, 0.2])
-    assert m["roc_auc"] is None and m["pr_auc"] is None
-    assert m["confusion_matrix"] == [[0, 0], [1, 2]]
-
-
-@pytest.mark.parametrize("labels,prob", [([0, 1], [0.5]), ([], []), ([0, 2], [0.1, 0.2]), ([0, 1], [-1.0, 2.0])])
-def test_bad_input_is_a_user_error(labels, prob):
-    with pytest.raises(SentituneError):
-        classification_metrics(labels, prob)
-
-
-def test_mcnemar_counts_and_pvalues():
-    a = [True] * 50 + [True] * 15 + [False] * 5 + [False] * 30
-    b = [True] * 50 + [False] * 15 + [True] * 5 + [False] * 30
-    r = mcnemar(a, b)
-    assert (r["both_correct"], r["a_only"], r["b_only"], r["both_wrong"]) == (50, 15, 5, 30)
-    assert r["chi2"] == pytest.approx((abs(15 - 5) - 1) ** 2 / 20)
-    assert r["p_value_chi2"] == pytest.approx(math.erfc(math.sqrt(r["chi2"] / 2)))
-    # exact two-sided binomial: 2 * P(X <= 5 | n=20, p=0.5)
-    assert r["p_value"] == pytest.approx(2 * sum(math.comb(20, k) for k in range(6)) / 2**20)
-    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
-    with pytest.raises(SentituneError):
-        mcnemar([True], [True, False])
-
-
-def test_fit_temperature_recovers_known_scale():
-    rng = np.random.default_rng(1)
-    true_margin = rng.normal(0, 2, 20_000)
-    labels = (rng.uniform(size=true_margin.size) < sigmoid(true_margin)).astype(int)
-    assert fit_temperature(labels, 3.0 * true_margin) == pytest.approx(3.0, rel=0.05)
+def test_slices_by_class_length_and_negation():
+    frame = pd.DataFrame({"label": [0, 1, 2, 2], "pred": [0, 1, 1, 2], "n_tokens": [10, 300, 40, 50], "truncated": False,
+                          "text": ["not bad", "good", "ok", "fine"]})
+    tables = slices(frame, 64, SCHEMES[3])
+    assert [r["accuracy"] for r in tables["class"]] == [1.0, 1.0, 0.5]
+    assert {r["group"]: r["n"] for r in tables["negation"]} == {"without negation": 3, "with negation": 1}
 
 
 def test_negation_words():
@@ -95,73 +90,33 @@ def test_negation_words():
     assert not has_negation(["A knotty, noble film", "Notable acting", ""]).any()
 
 
-def test_error_examples_are_the_most_confident_mistakes():
-    import pandas as pd
+def test_evaluate_another_dataset_scores_all_of_a_single_file(tmp_path, monkeypatch):
+    import sentitune.predict as predict
 
-    frame = pd.DataFrame({"idx": range(6), "label": [0, 0, 1, 1, 0, 1], "prob": [0.99, 0.7, 0.02, 0.4, 0.1, 0.9],
-                          "text": ["x" * 1000] + ["short"] * 5})
-    errors = error_examples(frame, top_n=1)
-    assert errors["false_positives"][0]["idx"] == 0 and errors["false_negatives"][0]["idx"] == 2
-    assert errors["least_sure"][0]["idx"] == 3
-    assert (errors["n_false_positives"], errors["n_false_negatives"]) == (2, 2)
-    assert "[...]" in errors["false_positives"][0]["text"] and len(errors["false_positives"][0]["text"]) < 420
+    run = make_run(tmp_path, 3)
+    texts = [f"great film {i}" for i in range(20)] + [f"fine {i}" for i in range(20)] + [f"awful {i}" for i in range(20)]
+    pd.DataFrame({"review": texts, "mood": ["pos"] * 20 + ["neu"] * 20 + ["neg"] * 20}).to_csv(tmp_path / "o.csv", index=False)
 
+    class Fake:
+        max_length, labels = 64, SCHEMES[3]
 
-def test_evaluate_run_writes_evaluation_and_plots(tmp_path):
-    run = make_fake_run(tmp_path)
-    evaluation = evaluate_run(run)
-    saved = json.loads((run / "evaluation.json").read_text())
-    recorded = json.loads((run / "metrics.json").read_text())["test"]
-    for key in ("n", "accuracy", "f1", "roc_auc", "ece", "accuracy_ci95"):
-        assert saved["metrics"][key] == pytest.approx(recorded[key]), key
-    assert saved["metrics"]["confusion_matrix"] == recorded["confusion_matrix"]
-    assert saved["matches_metrics_json"] is True
-    assert set(saved["slices"]) == {"length", "rating", "truncation", "negation"}
-    assert sum(r["n"] for r in saved["slices"]["length"]) == 400
-    # the fake run is over-confident by design: temperature > 1 and a lower ECE after scaling
-    t = saved["temperature"]
-    assert t["value"] > 1.5 and t["metrics_after"]["ece"] < t["metrics_before"]["ece"]
-    assert t["metrics_after"]["accuracy"] == t["metrics_before"]["accuracy"]
-    assert len(saved["errors"]["false_positives"]) == 10
-    for name in ("loss", "f1", "learning_rate", "confusion_matrix", "roc_pr", "reliability", "accuracy_by_length", "accuracy_by_rating"):
-        png = run / evaluation["plots"][name]
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        def score(self, texts, windows=False, clean=None):
+            logits = np.array([[0, 0, 5.0] if "great" in t else [0, 5.0, 0] if "fine" in t else [5.0, 0, 0] for t in texts])
+            return predict.Scored(softmax(logits), logits, np.full(len(texts), 7))
 
-
-def test_evaluate_run_on_other_data_uses_predict_proba(tmp_path, monkeypatch):
-    import sys
-    import types
-
-    import pandas as pd
-
-    run = make_fake_run(tmp_path)
-    texts = [f"great film number {i}" for i in range(30)] + [f"not good at all, film {i}" for i in range(30)]
-    pd.DataFrame({"review": texts, "sentiment": ["pos"] * 30 + ["neg"] * 30}).to_csv(tmp_path / "other.csv", index=False)
-    calls = {}
-
-    def fake_predict_proba(model_dir, texts, batch_size=64, max_length=512, truncation="head+tail", backend="torch", windows=False):
-        calls.update(model_dir=model_dir, n=len(texts), max_length=max_length, backend=backend, windows=windows)
-        margin = np.array([2.0 if "great" in t else -2.0 for t in texts])
-        return sigmoid(margin), margin, np.array([len(t.split()) + 2 for t in texts])
-
-    monkeypatch.setitem(sys.modules, "sentitune.predict", types.SimpleNamespace(predict_proba=fake_predict_proba))
-    cfg = DataConfig(data=str(tmp_path / "other.csv"), text_column="review", label_column="sentiment", test_size=0.5)
-    evaluation = evaluate_run(run, data_cfg=cfg, plots=False)
-    out = run / "evaluations" / "other.csv"
-    assert calls["model_dir"] == run / "model" and calls["max_length"] == 256
-    assert evaluation["metrics"]["accuracy"] == 1.0 and evaluation["n"] == calls["n"]
-    assert evaluation["examples"]["fingerprint"]
-    assert (out / "evaluation.json").is_file() and (out / "predictions.parquet").is_file()
-    assert not (run / "evaluation.json").exists()  # the run's own evaluation is untouched
-    evaluate_run(run, data_cfg=cfg, plots=False, backend="onnx-int8")
-    assert calls["backend"] == "onnx-int8" and (run / "evaluations" / "other.csv-onnx-int8" / "evaluation.json").is_file()
-    evaluate_run(run, data_cfg=cfg, plots=False, windows=True)
-    assert calls["windows"] and (run / "evaluations" / "other.csv-windows" / "evaluation.json").is_file()
+    monkeypatch.setattr(predict.SentimentModel, "from_pretrained", classmethod(lambda cls, path, backend="torch": Fake()))
+    cfg = DataConfig(data=str(tmp_path / "o.csv"), text_column="review", label_column="mood")
+    evaluation = evaluate_run(run.path, data_cfg=cfg, plots=False)
+    assert evaluation["n"] == 60 and evaluation["metrics"]["accuracy"] == 1.0  # the whole file, not a 20% split
+    assert run.evaluation(at=run.evaluation_dir("o.csv"))["n"] == 60 and not run.evaluation_path.exists()
+    pd.DataFrame({"review": texts[:40], "mood": ["a"] * 20 + ["b"] * 20}).to_csv(tmp_path / "two.csv", index=False)
+    with pytest.raises(SentituneError, match="differ from the 3 classes"):
+        evaluate_run(run.path, data_cfg=DataConfig(data=str(tmp_path / "two.csv"), text_column="review", label_column="mood"))
 
 
 def test_evaluate_run_errors_are_one_line(tmp_path):
-    with pytest.raises(SentituneError, match="run folder not found"):
+    with pytest.raises(SentituneError, match="no metrics.json"):
         evaluate_run(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SentituneError, match="predictions.parquet"):
-        evaluate_run(tmp_path / "empty")
+    (tmp_path / ".x.partial").mkdir()
+    with pytest.raises(SentituneError, match="unfinished run"):
+        evaluate_run(tmp_path / ".x.partial")

@@ -11,6 +11,7 @@ import pytest
 
 from sentitune.errors import SentituneError
 from sentitune.export import export_onnx, onnx_path
+from sentitune.machine import Runtime
 from sentitune.predict import SentimentModel
 
 TEXTS = ["a wonderful, moving film", "dull and far too long " * 30, "ok", "I hated every minute of it."]
@@ -34,13 +35,13 @@ def test_export_writes_the_hub_onnx_layout(exported):
 
 def test_onnx_backends_agree_with_torch(exported):
     folder, _ = exported
-    torch_margin = SentimentModel.from_pretrained(folder).predict_proba(TEXTS, precision="fp32")[1]
+    torch_logits = SentimentModel.from_pretrained(folder, runtime=Runtime.resolve("fp32")).score(TEXTS).logits
     fp32 = SentimentModel.from_pretrained(folder, backend="onnx")
     int8 = SentimentModel.from_pretrained(folder, backend="onnx-int8")
     assert fp32.default_batch_size == 1
-    np.testing.assert_allclose(fp32.predict_proba(TEXTS)[1], torch_margin, atol=1e-4)
-    np.testing.assert_allclose(fp32.predict_proba(TEXTS, batch_size=4)[1], torch_margin, atol=1e-4)  # padding masked
-    assert np.abs(int8.predict_proba(TEXTS)[1] - torch_margin).max() < 0.05
+    np.testing.assert_allclose(fp32.score(TEXTS).logits, torch_logits, atol=1e-4)
+    np.testing.assert_allclose(fp32.score(TEXTS, batch_size=4).logits, torch_logits, atol=1e-4)  # padding masked
+    assert np.abs(int8.score(TEXTS).logits - torch_logits).max() < 0.05
     assert [p["label"] for p in fp32.predict(TEXTS)] == [p["label"] for p in SentimentModel.from_pretrained(folder).predict(TEXTS)]
 
 
@@ -66,7 +67,7 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()
     out = cli("predict", str(tmp_path / "run"), "great film", "--backend", "onnx-int8")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.splitlines()[-1])["label"] in {"positive", "negative"}
+    assert json.loads(out.stdout.splitlines()[-1])["label"] in {"LABEL_0", "LABEL_1"}  # the stand-in model's own names
 
 
 def test_serve_with_the_int8_backend(exported):

@@ -1,32 +1,51 @@
-"""Batch prediction: input order kept, same answer in any batch size, window averaging for long texts."""
+"""Batch prediction: input order kept, same answer in any batch size, window averaging, every class's probability."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from conftest import tiny_bert
 
-from sentitune.predict import SentimentModel, sigmoid
+from sentitune.errors import SentituneError
+from sentitune.machine import Runtime
+from sentitune.metrics import sigmoid
+from sentitune.predict import SentimentModel, label_decision
+
+FP32 = Runtime.resolve("fp32")
 
 
 def test_order_and_batch_size_do_not_change_answers(tiny_model):
-    model = SentimentModel.from_pretrained(tiny_model)
+    model = SentimentModel.from_pretrained(tiny_model, runtime=FP32)
     texts = ["short", "a much longer review " * 20, "medium length text here", "x " * 90]
-    small, _, n_small = model.predict_proba(texts, batch_size=1, precision="fp32")
-    large, _, _ = model.predict_proba(texts, batch_size=64, precision="fp32")
-    assert np.allclose(small, large, atol=1e-5)
-    reversed_, _, _ = model.predict_proba(texts[::-1], batch_size=3, precision="fp32")
-    assert np.allclose(reversed_[::-1], small, atol=1e-5)
-    assert n_small[1] > n_small[0]
+    small = model.score(texts, batch_size=1)
+    assert np.allclose(small.probs, model.score(texts, batch_size=64).probs, atol=1e-5)
+    assert np.allclose(model.score(texts[::-1], batch_size=3).probs[::-1], small.probs, atol=1e-5)
+    assert small.n_tokens[1] > small.n_tokens[0] and np.allclose(small.probs.sum(1), 1)
 
 
 def test_windows_equal_plain_prediction_for_short_texts_and_cover_long_ones(tiny_model):
-    model = SentimentModel.from_pretrained(tiny_model)
+    model = SentimentModel.from_pretrained(tiny_model, runtime=FP32)
     short = ["a fine film", "not good at all"]
-    plain, _, _ = model.predict_proba(short, max_length=64, precision="fp32")
-    windowed, _, _ = model.predict_proba(short, max_length=64, precision="fp32", windows=True)
-    assert np.allclose(plain, windowed, atol=1e-5)
-    long_text = ["great " * 100 + "awful " * 100]
-    _, margin, n_tokens = model.predict_proba(long_text, max_length=64, precision="fp32", windows=True)
-    assert n_tokens[0] == 202 and np.isfinite(margin[0])
+    plain = model.score(short, max_length=64).probs
+    assert np.allclose(plain, model.score(short, max_length=64, windows=True).probs, atol=1e-5)
+    scored = model.score(["great " * 100 + "awful " * 100], max_length=64, windows=True)
+    assert scored.n_tokens[0] == 202 and np.isfinite(scored.logits).all()
+
+
+def test_three_class_model_returns_every_class(tmp_path):
+    names = {0: "negative", 1: "neutral", 2: "positive"}
+    model = SentimentModel.from_pretrained(tiny_bert(tmp_path / "three", num_labels=3, id2label=names), runtime=FP32)
+    out = model.predict(["fine", "awful"])
+    assert [set(o["scores"]) for o in out] == [{"negative", "neutral", "positive"}] * 2
+    assert all(o["score"] == max(o["scores"].values()) and o["label"] == max(o["scores"], key=o["scores"].get) for o in out)
+    assert model.predict("one text")["label"] in names.values()
+
+
+def test_label_decision_and_bad_batch_size(tiny_model):
+    assert label_decision(np.array([0.2, 0.5, 0.3]), ["a", "b", "c"]) == {
+        "label": "b", "score": 0.5, "scores": {"a": 0.2, "b": 0.5, "c": 0.3}}
+    with pytest.raises(SentituneError, match="--batch-size -1"):
+        SentimentModel.from_pretrained(tiny_model, runtime=FP32).predict(["x"], batch_size=-1)
 
 
 def test_sigmoid_is_stable_for_large_margins():

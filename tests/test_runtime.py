@@ -9,6 +9,7 @@ import torch
 from conftest import padded_batch
 
 from sentitune import runtime
+from sentitune.machine import Runtime
 from sentitune.models import load_classifier
 from sentitune.predict import SentimentModel
 
@@ -20,7 +21,7 @@ def _logits(model, ids, mask):
 
 @pytest.mark.parametrize("attention", ["auto", "sdpa", "eager"])
 def test_first_token_layer_is_exact(tiny_model, attention):
-    model = load_classifier(str(tiny_model), 0.0, 0.0, attention=attention).eval()
+    model = load_classifier(str(tiny_model), dropout=0.0, attention_dropout=0.0, attention=attention).eval()
     fast = runtime.first_token_only(copy.deepcopy(model))
     assert isinstance(fast.bert.encoder.layer[-1], runtime.FirstTokenLayer)
     ids, mask = padded_batch()
@@ -48,10 +49,11 @@ def test_first_token_leaves_other_architectures_alone():
 
 
 def test_predict_uses_the_first_token_copy_in_bf16(tiny_model):
-    model = SentimentModel.from_pretrained(tiny_model)
-    fast = model.model_at("bf16")
+    model = SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("bf16"))
+    fast = model.model_at()
     assert isinstance(fast.bert.encoder.layer[-1], runtime.FirstTokenLayer) and fast.dtype == torch.bfloat16
     assert not isinstance(model.model.bert.encoder.layer[-1], runtime.FirstTokenLayer)  # the loaded model is untouched
     texts = ["a wonderful, moving film", "dull and boring", "the plot was quite something " * 30]
-    exact = model.predict_proba(texts, precision="fp32")[1]
-    assert abs(model.predict_proba(texts, precision="bf16")[1] - exact).max() < 0.05 * abs(exact).max() + 0.02
+    exact = SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("fp32")).score(texts).logits
+    fast = SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("bf16")).score(texts).logits
+    assert abs(fast - exact).max() < 0.05 * abs(exact).max() + 0.02

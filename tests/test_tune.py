@@ -69,7 +69,7 @@ def test_study_folder_holds_trials_best_config_summary_and_plots(study_setup):
     pruned = json.loads((folder / "trials" / "1" / "metrics.json").read_text())
     assert pruned["state"] == "pruned" and len(pruned["evaluations"]) == 1
     done = json.loads((folder / "trials" / "0" / "metrics.json").read_text())
-    assert done["best_f1"] == study.trials[0].value == max(e["f1"] for e in done["evaluations"])
+    assert done["metric"] == "f1" and done["best_value"] == study.trials[0].value == max(e["value"] for e in done["evaluations"])
     # every trial evaluates at the same numbers of examples whatever its batch size, so the pruner can compare them
     firsts = {min(t.intermediate_values) for t in study.trials}
     assert len(firsts) == 1 and firsts.pop() % 16 == 0

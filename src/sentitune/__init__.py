@@ -14,11 +14,11 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "DataConfig": "data", "prepare_splits": "data",
+    "DataConfig": "data", "prepare_splits": "data", "LabelScheme": "labels",
     "TrainConfig": "config", "load_config": "config", "PRESETS": "config",
-    "fine_tune": ("train", "train"),
+    "fine_tune": "workflow", "RunFolder": "run", "Runtime": "machine",
     "SentimentModel": "predict", "predict_proba": "predict",
-    "evaluate_run": "evaluate", "classification_metrics": "evaluate",
+    "evaluate_run": "evaluate", "classification_metrics": "metrics",
     "run_baseline": "baselines", "compare_results": ("compare", "compare"),
     "tune_hyperparameters": ("tune", "tune"),
     "write_report": "report", "write_model_card": "card", "export_onnx": "export",

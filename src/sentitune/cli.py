@@ -94,14 +94,22 @@ def with_config_flags(default_preset: str | None = None):
     return wrap
 
 
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _print_metrics(title: str, metrics: dict) -> None:
+    binary = metrics["test"].get("n_classes", 2) == 2
+    extra = ("F1", "ROC-AUC") if binary else ("macro recall", "MAE" if "mae" in metrics["test"] else "weighted F1")
+    keys = ("f1", "roc_auc") if binary else ("recall_macro", "mae" if "mae" in metrics["test"] else "f1_weighted")
     table = Table(title=title)
-    for column in ("split", "n", "accuracy", "95% CI", "F1", "ROC-AUC"):
+    for column in ("split", "n", "accuracy", "95% CI", "macro F1", *extra):
         table.add_column(column)
     for split in ("validation", "test"):
         m = metrics[split]
         lo, hi = m["accuracy_ci95"]
-        table.add_row(split, str(m["n"]), f"{m['accuracy']:.4f}", f"[{lo:.3f}, {hi:.3f}]", f"{m['f1']:.4f}", f"{m['roc_auc']:.4f}")
+        table.add_row(split, str(m["n"]), f"{m['accuracy']:.4f}", f"[{lo:.3f}, {hi:.3f}]", _fmt(m.get("f1_macro")),
+                      *(_fmt(m.get(k)) for k in keys))
     console.print(table)
 
 
@@ -110,12 +118,13 @@ def _print_metrics(title: str, metrics: dict) -> None:
 def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Continue the interrupted run of the same --name from its last checkpoint."),
                   overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
     """Fine-tune a model and write runs/<name>/ (model, metrics, predictions, logs, model card)."""
-    from .train import train
+    from .run import RunFolder
+    from .workflow import fine_tune
 
-    run_dir = train(cfg, resume=resume, overwrite=overwrite)
+    run_dir = fine_tune(cfg, resume=resume, overwrite=overwrite)
     if run_dir is None:  # a DDP rank other than 0
         return
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = RunFolder(run_dir).metrics()
     _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, {metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
 
 
@@ -128,9 +137,9 @@ def data_stats_command(
     out: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
 ):
     """Counts per split and label, ratings, duplicates, token length percentiles, and a length histogram."""
-    from .config import default_model
-    from .datastats import dataset_stats, plot_lengths, stats_for_json, stats_table
-    from .models import load_tokenizer
+    from .data.stats import dataset_stats, stats_for_json, stats_table
+    from .models import default_model, load_tokenizer
+    from .plots import plot_lengths
 
     cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column, label_threshold=label_threshold)
     stats = dataset_stats(cfg, load_tokenizer(model or default_model()))
@@ -154,38 +163,54 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
 
     model_dir = model_folder(model)
     if file:
-        if not file.is_file():
-            raise SentituneError(f"--file {file}: file not found.")
-        texts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = _text_lines(file)
     if not texts:
         raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
     for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
 
 
+def _text_lines(file: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file, split on newlines only (reviews may hold other Unicode line breaks)."""
+    if not file.is_file():
+        raise SentituneError(f"--file {file}: file not found.")
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SentituneError(f"--file {file}: invalid UTF-8 at byte offset {exc.start}; re-encode the file as UTF-8.") from None
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
 @app.command("run")
 @with_config_flags(default_preset="cpu-quick")
 def run_command(cfg: TrainConfig,
-                baselines: str = typer.Option("tfidf,vader,base", help="Baseline families to score on the same test examples (star needs the Hub or a local star model)."),
-                overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
+                baselines: str = typer.Option("majority,tfidf,vader,base", help="Baseline families to score on the same test examples (star needs the Hub or a local star model)."),
+                overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name."),
+                time_budget: str = typer.Option("10m", help="Size the job to this long on this machine (e.g. 10m, "
+                                                "1h; none: the preset's sizes, estimate printed)."),
+                probe_per_class: int = typer.Option(500, help="Training examples per class for the base linear probe.")):
     """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
+    from .budget import parse_duration
     from .workflow import run_main_job
 
-    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), overwrite=overwrite)
+    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite, parse_duration(time_budget))
 
 
 @app.command("evaluate")
 def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
                      data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data form) instead of the run's own test split."),
                      text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
-                     label_threshold: Optional[float] = typer.Option(None), split: str = typer.Option("test"),
+                     label_threshold: Optional[float] = typer.Option(None),
+                     labels: Optional[str] = typer.Option(None, help="Classes of --data in the model's order (default: inferred)."),
+                     split: str = typer.Option("test", help="Split of --data to score whole (a single file is scored whole)."),
                      top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
                      backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only."),
                      windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping windows). With --data only.")):
     """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
     from .evaluate import evaluate_run
 
-    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold) if data else None
+    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold,
+                          labels=labels) if data else None
     if (backend != "torch" or windows) and data_cfg is None:
         raise SentituneError("--backend/--windows: re-predicting needs --data (without it the run's saved predictions are scored).")
     result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows)
@@ -199,32 +224,32 @@ def report_command(run: Path = typer.Argument(..., help="A run folder."),
                    out: Optional[Path] = typer.Option(None, help="Output folder (default: the run folder).")):
     """A self-contained HTML report and a Markdown twin, from the run's real numbers."""
     from .report import write_report
+    from .run import RunFolder
 
-    comparison = comparison or (run / "comparison" if (run / "comparison").is_dir() else None)
+    comparison = comparison or (RunFolder(run).comparison_dir if RunFolder(run).comparison_dir.is_dir() else None)
     console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
 
 
 @app.command("baseline")
-def baseline_command(names: str = typer.Option("tfidf,vader,base", help="Families: tfidf, vader, base, star."),
+def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help="Families: majority, tfidf, vader, base, star."),
                      data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
-                     test_per_class: Optional[int] = typer.Option(None, help="Balanced test sample per class (None: the whole test split)."),
+                     labels: Optional[str] = typer.Option(None, help="Classes in order, lowest first (as for train --labels)."),
+                     test_per_class: Optional[int] = typer.Option(None, help="Test sample per class (None: the whole test split)."),
                      seed: int = typer.Option(42), star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
                      base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: the offline default model)."),
-                     probe_per_class: int = typer.Option(2000, help="Training reviews per class for the `base` linear probe."),
+                     probe_per_class: int = typer.Option(2000, help="Training examples per class for the `base` linear probe."),
                      out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder per baseline entry.")):
     """Score baselines on a test set; each entry records exactly which examples it used."""
-    from .baselines import run_baseline, save_baseline
     from .data import examples_descriptor, prepare_splits
+    from .labels import LabelScheme
+    from .workflow import score_baselines
 
-    cfg = DataConfig(**({"data": data} if data else {}), test_per_class=test_per_class, seed=seed)
-    splits, _ = prepare_splits(cfg)
-    examples = examples_descriptor(splits["test"], "test", cfg)
-    opts = {"star": {"model": star_model} if star_model else {},
-            "base": {"probe_per_class": probe_per_class, **({"model": base_model} if base_model else {})}}
-    for name in [n for n in names.split(",") if n]:
-        for result in run_baseline(name, splits, examples, **opts.get(name, {})):
-            folder = save_baseline(result, out)
-            console.print(f"{result['name']:>18}: accuracy {result['metrics']['accuracy']:.4f}  F1 {result['metrics']['f1']:.4f} -> {folder}")
+    cfg = DataConfig(**({"data": data} if data else {}), labels=labels, test_per_class=test_per_class, seed=seed)
+    splits, report = prepare_splits(cfg)
+    options = {"star": {"model": star_model} if star_model else {},
+               "base": {"probe_per_class": probe_per_class, **({"model": base_model} if base_model else {})}}
+    score_baselines(splits, LabelScheme.from_dict(report["labels"]), examples_descriptor(splits["test"], "test", cfg),
+                    [n for n in names.split(",") if n], out, options)
 
 
 @app.command("compare")
@@ -232,10 +257,9 @@ def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders 
                     out: Path = typer.Option(Path("reports/comparison"), help="Folder for comparison.md/.json/.png."),
                     allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different test examples (no paired test).")):
     """Side-by-side table with 95% intervals and McNemar tests against the best baseline."""
-    from .compare import compare
+    from .compare import compare, markdown
 
-    compare(list(entries), out, allow_different_examples)
-    console.print((out / "comparison.md").read_text())
+    console.print(markdown(compare(list(entries), out, allow_different_examples)), markup=False)
 
 
 @app.command("tune")
@@ -252,7 +276,8 @@ def tune_command(cfg: TrainConfig,
     from .tune import load_space, tune
 
     result = tune(study, cfg, load_space(space), n_trials, timeout, storage, pruner, sampler_seed)
-    console.print(f"best validation F1 {result.best_value:.4f} with {result.best_params}; retrain with: sentitune train --config {study / 'best.yaml'}")
+    console.print(f"best validation score {result.best_value:.4f} with {result.best_params}; "
+                  f"retrain with: sentitune train --config {study / 'best.yaml'}", markup=False)
 
 
 @app.command("serve")
@@ -281,7 +306,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SentituneError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console_err = Console(stderr=True)
+        console_err.print("error:", style="bold red", end=" ")
+        console_err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Exit, typer.Abort) as exc:
         sys.exit(getattr(exc, "exit_code", 1))

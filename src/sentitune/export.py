@@ -39,7 +39,9 @@ def _export_graph(model_dir: Path, path: Path):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    from .models import load_pretrained
+
+    model = load_pretrained(str(model_dir), AutoModelForSequenceClassification, attn_implementation="eager").eval()
     ids = torch.full((2, 16), 1000, dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
     with warnings.catch_warnings():  # the TorchScript exporter: onnxruntime's fusions recognise its graphs

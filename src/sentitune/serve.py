@@ -6,17 +6,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from .predict import SentimentModel
+from .predict import SentimentModel, label_decision
 
 
 class PredictRequest(BaseModel):
-    texts: list[str] = Field(..., min_length=1, max_length=1024, description="Reviews to classify.")
+    texts: list[str] = Field(..., min_length=1, max_length=1024, description="Texts to classify.")
 
 
 class Prediction(BaseModel):
-    label: str
-    score: float = Field(..., description="Probability of the predicted label.")
-    positive: float = Field(..., description="Probability of the positive label.")
+    label: str = Field(..., description="The most probable class.")
+    score: float = Field(..., description="Probability of the predicted class.")
+    scores: dict[str, float] = Field(..., description="Every class's probability.")
 
 
 def create_app(model_dir: str | Path, backend: str = "torch"):
@@ -28,13 +28,13 @@ def create_app(model_dir: str | Path, backend: str = "torch"):
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": str(model_dir), "backend": backend, "max_length": model.max_length,
-                "truncation": model.truncation}
+        return {"status": "ok", "model": str(model_dir), "backend": backend, "labels": list(model.labels.names),
+                "max_length": model.max_length, "truncation": model.truncation}
 
     @app.post("/predict", response_model=list[Prediction])
     def predict(request: PredictRequest) -> list[Prediction]:
-        prob, _, _ = model.predict_proba(request.texts)
-        return [Prediction(label="positive" if p >= 0.5 else "negative", score=float(max(p, 1 - p)), positive=float(p)) for p in prob]
+        probs = model.predict_proba(request.texts)
+        return [Prediction(**label_decision(row, model.labels.names)) for row in probs]
 
     return app
 

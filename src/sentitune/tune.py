@@ -35,6 +35,7 @@ from transformers import TrainerCallback
 from .config import TrainConfig
 from .errors import SentituneError
 from .io import atomic_write_text, read_yaml
+from .run import RunFolder
 
 console = Console(stderr=True)
 
@@ -207,16 +208,16 @@ def run_budget(study: optuna.Study, objective, n_trials: int, timeout_s: float |
 class ReportToOptuna(TrainerCallback):
     """Report each validation F1 at the number of training examples seen; raise TrialPruned when told."""
 
-    def __init__(self, trial: optuna.Trial, examples_per_step: int):
-        self.trial, self.examples_per_step = trial, examples_per_step
+    def __init__(self, trial: optuna.Trial, examples_per_step: int, metric: str = "f1"):
+        self.trial, self.examples_per_step, self.key = trial, examples_per_step, f"eval_{metric}"
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not metrics or "eval_f1" not in metrics:
+        if not metrics or self.key not in metrics:
             return
         seen = state.global_step * self.examples_per_step
-        self.trial.report(metrics["eval_f1"], seen)
+        self.trial.report(metrics[self.key], seen)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"validation F1 {metrics['eval_f1']:.4f} after {seen} examples")
+            raise optuna.TrialPruned(f"validation {self.key[5:]} {metrics[self.key]:.4f} after {seen} examples")
 
 
 def rss_mb() -> float:
@@ -262,62 +263,54 @@ def max_examples(base: TrainConfig, space: dict, train_size: int) -> int:
 
 
 class TrialRunner:
-    """The objective: data and tokenizer are prepared once per session; each call trains one config."""
+    """The objective: data, labels and tokenizer are prepared once per session (`trainer.prepare`); each call
+    trains one config through the same assembly, config validation and seeding as `sentitune train`."""
 
     def __init__(self, base: TrainConfig, space: dict, study_dir: Path, study_name: str):
-        from .data import prepare_splits
-        from .models import load_tokenizer, quiet_transformers, resolve_precision
+        from .trainer import prepare, selection_metric
 
-        quiet_transformers()
-        self.base, self.space, self.study_dir, self.study_name = base, space, Path(study_dir), study_name
-        self.splits, _ = prepare_splits(base.data)
-        self.tokenizer = load_tokenizer(base.model, base.trust_remote_code)
-        self.precision = resolve_precision(base.precision)
-        self.train_size = len(self.splits["train"])
-        self.eval_every = eval_every_examples(base, space, self.train_size)
-        self._tokenized: dict[tuple, object] = {}
-
-    def tokenized(self, cfg: TrainConfig):
-        from .data import tokenize_splits
-
-        key = (cfg.max_length, cfg.truncation)
-        if key not in self._tokenized:
-            self._tokenized[key] = tokenize_splits(self.splits, self.tokenizer, cfg.max_length, cfg.truncation)
-        return self._tokenized[key]
+        self.prepared = prepare(base)
+        self.base, self.space, self.study_dir, self.study_name = self.prepared.cfg, space, Path(study_dir), study_name
+        self.metric = selection_metric(self.base, self.prepared.labels)
+        self.train_size = len(self.prepared.splits["train"])
+        self.eval_every = eval_every_examples(self.base, space, self.train_size)
 
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
-        cfg = with_params(self.base, suggested_params(trial, self.space), name=f"{self.study_name}-trial-{trial.number}",
-                          output_dir=str(self.study_dir / "trials"))
-        return dataclasses.replace(cfg, eval_steps=max(1, self.eval_every // (cfg.batch_size * cfg.gradient_accumulation)))
+        """The base config with the trial's values, validated like a run's; evaluation every `eval_every` examples."""
+        from .config import load_config
+
+        params = suggested_params(trial, self.space)
+        batch = params.get("batch_size", self.base.batch_size) * params.get("gradient_accumulation", self.base.gradient_accumulation)
+        values = {**self.base.to_dict(), **params, "name": f"{self.study_name}-trial-{trial.number}",
+                  "output_dir": str(self.study_dir / "trials"), "eval_steps": max(1, self.eval_every // batch)}
+        return load_config(overrides=values)
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial_dir = self.study_dir / "trials" / str(trial.number)
         trial_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.trial_config(trial)
-        cfg.save(trial_dir / "config.yaml")
+        trial_run = RunFolder(trial_dir)
+        trial_run.write_config(cfg)
         console.print(f"trial {trial.number}: {trial.params}")
         outcome = self.train_one(cfg, trial, trial_dir / "work")
         gc.collect()  # the trainer, model and optimizer of this trial are unreachable now
         outcome |= {"trial": trial.number, "params": trial.params, "rss_mb": round(rss_mb(), 1)}
         trial.set_user_attr("rss_mb", outcome["rss_mb"])
         trial.set_user_attr("best_step", outcome["best_step"])
-        atomic_write_text(trial_dir / "metrics.json", json.dumps(outcome, indent=2))
-        console.print(f"trial {trial.number}: {outcome['state']}, best validation F1 {outcome['best_f1'] or 0:.4f}, {outcome['wall_time_s']:.0f} s")
+        trial_run.write_metrics(outcome)
+        console.print(f"trial {trial.number}: {outcome['state']}, best validation {self.metric} "
+                      f"{outcome['best_value'] or 0:.4f}, {outcome['wall_time_s']:.0f} s", markup=False)
         if outcome["state"] == "pruned":
             raise optuna.TrialPruned(outcome["pruned_because"])
-        return outcome["best_f1"]
+        return outcome["best_value"]
 
     def train_one(self, cfg: TrainConfig, trial: optuna.Trial, work_dir: Path) -> dict:
         """Train one config in a scratch folder (checkpoints only) and return its validation record."""
-        from .models import load_classifier
-        from .train import JsonlLogger, RichProgress, build_trainer
+        from .trainer import examples_per_step, make_trainer, new_model
 
-        model = load_classifier(cfg.model, cfg.dropout, cfg.attention_dropout, cfg.trust_remote_code)
-        trainer = build_trainer(cfg, model, self.tokenizer, self.tokenized(cfg), self.precision, work_dir)
-        for chatty in (JsonlLogger, RichProgress):  # one line per trial instead; the history goes to log.jsonl
-            trainer.remove_callback(chatty)
-        per_step = cfg.batch_size * cfg.gradient_accumulation
-        trainer.add_callback(ReportToOptuna(trial, per_step))
+        per_step = examples_per_step(cfg)
+        trainer = make_trainer(cfg, self.prepared, new_model(cfg, self.prepared), work_dir,
+                               [ReportToOptuna(trial, per_step, self.metric)])
         started, pruned_because = time.perf_counter(), None
         try:
             trainer.train()
@@ -326,15 +319,16 @@ class TrialRunner:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         history = trainer.state.log_history
-        evals = [{"examples": h["step"] * per_step, "step": h["step"], "epoch": h.get("epoch"), "f1": h["eval_f1"],
-                  "accuracy": h["eval_accuracy"], "loss": h["eval_loss"]} for h in history if "eval_f1" in h]
-        best = max(evals, key=lambda e: e["f1"], default=None)
-        atomic_write_text(work_dir.parent / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        key = f"eval_{self.metric}"
+        evals = [{"examples": h["step"] * per_step, "step": h["step"], "epoch": h.get("epoch"), "value": h[key],
+                  "accuracy": h["eval_accuracy"], "loss": h["eval_loss"]} for h in history if key in h]
+        best = max(evals, key=lambda e: e["value"], default=None)
+        atomic_write_text(RunFolder(work_dir.parent).log_path, "".join(json.dumps(h) + "\n" for h in history))
         return {"state": "pruned" if pruned_because else "complete", "pruned_because": pruned_because,
-                "best_f1": best["f1"] if best else None, "best_step": best["step"] if best else None,
+                "metric": self.metric, "best_value": best["value"] if best else None, "best_step": best["step"] if best else None,
                 "validation_at_best": best, "evaluations": evals, "steps": trainer.state.global_step,
                 "wall_time_s": round(time.perf_counter() - started, 1), "train_samples": self.train_size,
-                "validation_samples": len(self.splits["validation"])}
+                "validation_samples": len(self.prepared.splits["validation"])}
 
 
 # ---------------------------------------------------------------- outputs
@@ -343,10 +337,8 @@ class TrialRunner:
 def best_config(study: optuna.Study, study_dir: Path, base: TrainConfig) -> TrainConfig:
     """The best trial's config as a final fit, named `<study>-best`, writing into base.output_dir: it trains on
     train + validation for the trial's fixed schedule (no early stopping: validation is in-sample then)."""
-    from .config import load_config
-
-    saved = Path(study_dir) / "trials" / str(study.best_trial.number) / "config.yaml"
-    trial_cfg = load_config(saved) if saved.is_file() else with_params(base, study.best_trial.params)
+    saved = RunFolder(Path(study_dir) / "trials" / str(study.best_trial.number))
+    trial_cfg = saved.config() if saved.config_path.is_file() else with_params(base, study.best_trial.params)
     return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir, early_stopping_patience=0,
                                data=dataclasses.replace(trial_cfg.data, validation_in_train=True))
 

@@ -1,8 +1,9 @@
-"""The main job, `sentitune run`: data -> baselines -> fine-tune -> evaluate -> compare -> report, in one call."""
+"""The stages that finish a run, and the main job `sentitune run`: data -> baselines -> fine-tune -> evaluate ->
+compare -> report, in one call. This is the only module that chains stages; each stage stands alone.
+"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ from rich.console import Console
 
 from .config import TrainConfig
 from .data import examples_descriptor, prepare_splits
+from .labels import LabelScheme
+from .run import RunFolder
 
 console = Console()
-DEFAULT_BASELINES = ("tfidf", "vader", "base")
+DEFAULT_BASELINES = ("majority", "tfidf", "vader", "base")
 
 
 def _stage(title: str) -> float:
@@ -21,9 +24,20 @@ def _stage(title: str) -> float:
     return time.perf_counter()
 
 
+def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
+    """Train a run and write its model card: the run folder (None on DDP ranks other than 0)."""
+    from .card import write_model_card
+    from .train import train
+
+    run_dir = train(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    if run_dir is not None:
+        write_model_card(run_dir)
+    return run_dir
+
+
 def data_summary(cfg: TrainConfig) -> dict:
     """Counts, duplicates and token lengths of the source, printed and returned."""
-    from .datastats import dataset_stats, stats_for_json, stats_table
+    from .data.stats import dataset_stats, stats_for_json, stats_table
     from .models import load_tokenizer
 
     stats = dataset_stats(cfg.data, load_tokenizer(cfg.model, cfg.trust_remote_code))
@@ -31,49 +45,77 @@ def data_summary(cfg: TrainConfig) -> dict:
     return stats_for_json(stats)
 
 
-def baseline_results(cfg: TrainConfig, names: tuple[str, ...], out_dir: Path, probe_per_class: int) -> list[Path]:
-    """Fit each baseline family on the run's train split, score it on the run's exact test examples, save it."""
+def score_baselines(splits, labels: LabelScheme, examples: dict, names, out_dir: Path, options: dict) -> list[Path]:
+    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry; print a line each."""
     from .baselines import run_baseline, save_baseline
 
-    splits, _ = prepare_splits(cfg.data)
-    examples = examples_descriptor(splits["test"], "test", cfg.data)
     folders = []
     for name in names:
-        opts = {"probe_per_class": probe_per_class, "max_length": cfg.max_length} if name == "base" else {}
-        for result in run_baseline(name, splits, examples, **opts):
+        for result in run_baseline(name, splits, examples, labels, **options.get(name, {})):
             folders.append(save_baseline(result, out_dir))
             m = result["metrics"]
-            console.print(f"{result['name']:>18}: accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}  ({result['examples_per_s']:.0f} ex/s)")
+            console.print(f"{result['name']:>18}: accuracy {m['accuracy']:.4f}  macro-F1 {m['f1_macro']:.4f}  "
+                          f"({result['examples_per_s']:.0f} ex/s) -> {folders[-1]}", markup=False)
     return folders
 
 
+def baseline_options(cfg: TrainConfig, probe_per_class: int) -> dict:
+    return {"base": {"probe_per_class": probe_per_class, "max_length": cfg.max_length or 256}}
+
+
+def sized(cfg: TrainConfig, budget_s: float | None, probe_per_class: int, baselines, n_classes: int):
+    """Measure this machine on a few batches and size the job to the budget (or just estimate it); prints one line."""
+    from .budget import measure, plan
+
+    console.print("measuring training and prediction speed on a few batches...", markup=False)
+    job = plan(cfg, measure(cfg), budget_s, n_classes, probe_per_class, baselines)
+    console.print(job.sentence(n_classes), markup=False)
+    return job
+
+
 def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINES, probe_per_class: int = 500,
-                 overwrite: bool = False) -> Path:
-    """Run every stage on `cfg` and return the finished run folder (with baselines/, comparison/ and report.html)."""
-    from .card import write_model_card
-    from .compare import compare
+                 overwrite: bool = False, time_budget_s: float | None = None, estimate: bool = True) -> Path | None:
+    """Run every stage on `cfg` and return the finished run folder (with baselines/, comparison/ and report.html).
+
+    `time_budget_s` sizes the training set, evaluation sample and probe to fit (measured on this machine first);
+    without it the job's duration is estimated and printed (`estimate=False` skips the measurement)."""
+    from .compare import compare, markdown
     from .evaluate import evaluate_run
     from .report import write_report
-    from .train import train
 
     started = _stage("1/5 data")
     stats = data_summary(cfg)
+    job = None
+    if time_budget_s is not None or estimate:
+        job = sized(cfg, time_budget_s, probe_per_class, baselines, len(stats["splits"]["train"]["labels"]))
+        cfg, probe_per_class = job.cfg, job.probe_per_class
     staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
     shutil.rmtree(staging, ignore_errors=True)
     _stage("2/5 baselines")
-    baseline_dirs = baseline_results(cfg, baselines, staging, probe_per_class)
+    splits, report = prepare_splits(cfg.data)
+    labels = LabelScheme.from_dict(report["labels"])
+    examples = examples_descriptor(splits["test"], "test", cfg.data)
+    baseline_dirs = score_baselines(splits, labels, examples, baselines, staging, baseline_options(cfg, probe_per_class))
     _stage("3/5 fine-tune")
-    run_dir = train(cfg, overwrite=overwrite)
+    from .train import train
+
+    run_dir = train(cfg, overwrite=overwrite)  # the card comes at stage 5, once the comparison exists
     if run_dir is None:  # a DDP rank other than 0
         return None
-    staging.rename(run_dir / "baselines")
-    (run_dir / "data_stats.json").write_text(json.dumps(stats, indent=2))
+    run = RunFolder(run_dir)
+    staging.rename(run.baselines_dir)
+    run.write_data_stats(stats)
+    if job is not None:
+        run.write_budget(job.to_dict() | {"sentence": job.sentence(labels.n),
+                                          "actual_s_until_evaluation": round(time.perf_counter() - started)})
     _stage("4/5 evaluate and compare")
-    evaluate_run(run_dir)
-    compare([run_dir, *[run_dir / "baselines" / d.name for d in baseline_dirs]], run_dir / "comparison")
-    console.print((run_dir / "comparison" / "comparison.md").read_text())
+    evaluate_run(run.path)
+    table = compare([run.path, *[run.baselines_dir / d.name for d in baseline_dirs]], run.comparison_dir)
+    console.print(markdown(table), markup=False)
     _stage("5/5 report and model card")
-    write_model_card(run_dir, comparison=run_dir / "comparison")
-    html = write_report(run_dir, comparison=run_dir / "comparison")
-    console.print(f"done in {time.perf_counter() - started:.0f} s: {run_dir} (report: {html})")
-    return run_dir
+    from .card import write_model_card
+
+    write_model_card(run.path, comparison=run.comparison_dir)
+    html = write_report(run.path, comparison=run.comparison_dir)
+    console.print(f"done in {time.perf_counter() - started:.0f} s: {run.path} (report: {html})", markup=False)
+    return run.path

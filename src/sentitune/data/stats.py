@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .data import DataConfig, clean_text, read_source
+from .config import DataConfig
+from .sources import read_source
+from .splits import clean_text
 
 
 def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
@@ -22,7 +22,7 @@ def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFram
     texts = {k: (v["text"].map(clean_text) if cfg.clean else v["text"]) for k, v in frames.items()}
     stats: dict = {"source": cfg.data, "splits": {}}
     for split, df in frames.items():
-        entry = {"rows": len(df), "labels": {int(k): int(v) for k, v in df["label"].value_counts().sort_index().items()},
+        entry = {"rows": len(df), "labels": {_label_key(k): int(v) for k, v in df["label"].value_counts().sort_index().items()},
                  "duplicate_texts": int(texts[split].duplicated().sum())}
         if "rating" in df.columns:
             entry["ratings"] = {int(k): int(v) for k, v in df["rating"].value_counts().sort_index().items()}
@@ -35,34 +35,19 @@ def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFram
     return stats
 
 
+def _label_key(value):
+    """Integer labels as ints (JSON keys "0", "1"), any other label as its text."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _length_summary(lengths: np.ndarray) -> dict:
     pct = np.percentile(lengths, [50, 90, 95, 99])
     return {"mean": float(lengths.mean()), "p50": float(pct[0]), "p90": float(pct[1]), "p95": float(pct[2]),
             "p99": float(pct[3]), "max": int(lengths.max()), "share_over_256": float((lengths > 256).mean()),
             "share_over_512": float((lengths > 512).mean()), "lengths": lengths}
-
-
-def plot_lengths(stats: dict, path: Path) -> Path:
-    """Histogram of token lengths per split with the 256 and 512 limits marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for split, summary in stats["tokens"].items():
-        ax.hist(np.minimum(summary["lengths"], 2000), bins=80, alpha=0.5, label=f"{split} (median {summary['p50']:.0f})")
-    for limit in (256, 512):
-        ax.axvline(limit, color="black", linestyle="--", linewidth=1)
-        ax.text(limit, ax.get_ylim()[1] * 0.95, f" {limit}", va="top")
-    tokenizer = Path(stats["tokenizer"])
-    short = tokenizer.parent.name if tokenizer.name == "model" else tokenizer.name  # packaged models live in .../<package>/model
-    ax.set(xlabel="tokens per review (clipped at 2000)", ylabel="reviews", title=f"Token lengths ({short} tokenizer)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def stats_for_json(stats: dict) -> dict:

@@ -1,0 +1,80 @@
+"""Tokenisation: head, tail or head+tail truncation (Sun et al. 2019), no padding, cached on disk by content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..errors import SentituneError
+
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def truncate_ids(ids: list[int], keep: int, strategy: str) -> list[int]:
+    """Keep `keep` token ids: the first ones, the last ones, or a quarter head and the rest tail (Sun et al. 2019)."""
+    if len(ids) <= keep:
+        return ids
+    if strategy == "head":
+        return ids[:keep]
+    if strategy == "tail":
+        return ids[-keep:]
+    head = keep // 4
+    return ids[:head] + ids[len(ids) - (keep - head):]
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after a single text ([CLS] ... [SEP] for BERT)."""
+    with_special = tokenizer("sentiment")["input_ids"]
+    plain = tokenizer("sentiment", add_special_tokens=False)["input_ids"]
+    start = next(i for i in range(len(with_special)) if with_special[i:i + len(plain)] == plain)
+    return with_special[:start], with_special[start + len(plain):]
+
+
+def tokenize_function(tokenizer, max_length: int, truncation: str):
+    """A batched `datasets.map` function: input_ids/attention_mask (no padding) plus n_tokens and truncated."""
+    if truncation not in TRUNCATIONS:
+        raise SentituneError(f"truncation='{truncation}': use one of {', '.join(TRUNCATIONS)}.")
+    prefix, suffix = special_tokens_around(tokenizer)
+    keep = max_length - len(prefix) - len(suffix)
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["text"], add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        ids = [prefix + truncate_ids(e, keep, truncation) + suffix for e in encoded]
+        return {"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids],
+                "n_tokens": [len(e) + len(prefix) + len(suffix) for e in encoded], "truncated": [len(e) > keep for e in encoded]}
+
+    return tokenize
+
+
+def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail", cache_dir: str | None = None,
+                    use_cache: bool = True):
+    """Tokenize every split through `datasets.map`, cached on disk by content, tokenizer and settings.
+
+    `use_cache=False` keeps the result in memory (DDP ranks other than 0, so that two processes never
+    write the same cache file)."""
+    cache = Path(cache_dir or os.environ.get("SENTITUNE_CACHE", Path.home() / ".cache" / "sentitune")) / "tokenized"
+    cache.mkdir(parents=True, exist_ok=True)
+    fn = tokenize_function(tokenizer, max_length, truncation)
+    vocab = tokenizer_digest(tokenizer)
+    out = {}
+    for split, ds in splits.items():
+        key = hashlib.sha256(f"{ds._fingerprint}|{vocab}|{max_length}|{truncation}".encode()).hexdigest()[:20]
+        out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(cache / f"{key}.arrow") if use_cache else None,
+                            load_from_cache_file=use_cache, desc=f"tokenize {split}")
+    return type(splits)(out)
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """A digest of the tokenizer's content (vocabulary, normaliser, special tokens), not of where it lives."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    content = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def token_length_percentile(texts: list[str], tokenizer, q: float = 99) -> int:
+    """The q-th percentile of tokens per text, special tokens included, without truncation."""
+    import numpy as np
+
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    return int(np.ceil(np.percentile([len(i) for i in ids], q)))
