@@ -67,5 +67,6 @@ def synthetic_reviews(n_per_class: int = 60, seed: int = 0) -> pd.DataFrame:
 def parquet_folder(tmp_path) -> Path:
     """A folder shaped like the IMDB copy: train.parquet and test.parquet."""
     synthetic_reviews(60, seed=0).to_parquet(tmp_path / "train.parquet")
-    synthetic_reviews(30, seed=1).assign(movie=lambda d: d.movie.str.replace("tt", "tx")).to_parquet(tmp_path / "test.parquet")
+    synthetic_reviews(30, seed=1).assign(movie=lambda d: d.movie.str.replace("tt", "tx")).to_parquet(
+        tmp_path / "test.parquet")
     return tmp_path

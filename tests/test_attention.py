@@ -25,7 +25,8 @@ def test_auto_attention_is_registered_and_matches_sdpa(tiny_model):
     assert fast.config._attn_implementation == ATTENTION and sdpa.config._attn_implementation == "sdpa"
     ids, mask = padded_batch()
     with torch.no_grad():
-        assert torch.equal(fast(input_ids=ids, attention_mask=mask).logits, sdpa(input_ids=ids, attention_mask=mask).logits)  # fp32: SDPA itself
+        assert torch.equal(fast(input_ids=ids, attention_mask=mask).logits,
+                           sdpa(input_ids=ids, attention_mask=mask).logits)  # fp32: SDPA itself
         with torch.autocast("cpu", dtype=torch.bfloat16):
             a = fast(input_ids=ids, attention_mask=mask).logits.float()
             b = sdpa(input_ids=ids, attention_mask=mask).logits.float()

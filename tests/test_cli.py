@@ -14,7 +14,8 @@ runner = CliRunner()
 
 
 def sentitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
 
 
 def test_bad_data_is_one_line_and_exit_2(tmp_path):
@@ -49,7 +50,8 @@ def test_every_config_field_is_a_flag_with_help():
 
 
 def test_data_stats_prints_counts_and_writes_a_histogram(parquet_folder, tiny_model, tmp_path):
-    result = runner.invoke(app, ["data", "stats", "--data", str(parquet_folder), "--model", str(tiny_model), "--out", str(tmp_path / "s")],
+    result = runner.invoke(app, ["data", "stats", "--data", str(parquet_folder), "--model", str(tiny_model),
+                                 "--out", str(tmp_path / "s")],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "s" / "stats.json").read_text())
@@ -63,7 +65,8 @@ def test_predict_prints_json_lines(tiny_model):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["text"] for r in rows] == ["a fine film", "a bad film"]
-    assert all(set(r["scores"]) == {"LABEL_0", "LABEL_1"} and r["label"] in r["scores"] for r in rows)  # the model's names
+    assert all(set(r["scores"]) == {"LABEL_0", "LABEL_1"} and r["label"] in r["scores"]
+               for r in rows)  # the model's names
 
 
 def test_predict_file_splits_on_newlines_only_and_refuses_bad_bytes(tiny_model, tmp_path):
@@ -81,7 +84,8 @@ def test_error_lines_keep_brackets(tmp_path):
 
 
 def test_invalid_values_stop_before_anything_is_created(tmp_path, parquet_folder):
-    for flags, match in ((["--learning-rate", "-0.1"], "learning-rate = -0.1"), (["--batch-size", "0"], "batch-size = 0"),
+    for flags, match in ((["--learning-rate", "-0.1"], "learning-rate = -0.1"),
+                         (["--batch-size", "0"], "batch-size = 0"),
                          (["--scheduler", "zigzag"], "scheduler = 'zigzag'"), (["--max-steps", "0"], "max-steps = 0"),
                          (["--name", "../x"], "--name|name = '../x'")):
         result = sentitune("train", "--data", str(parquet_folder), "--output-dir", str(tmp_path / "runs"), *flags)
@@ -94,9 +98,9 @@ def test_invalid_values_stop_before_anything_is_created(tmp_path, parquet_folder
 
 def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
     (tmp_path / "space.yaml").write_text("learning_rate: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
-    args = ["tune", "--model", str(tiny_model), "--data", str(parquet_folder), "--validation-size", "0.2", "--max-steps", "4",
-            "--batch-size", "8", "--max-length", "32", "--study", str(tmp_path / "study"), "--n-trials", "2",
-            "--space", str(tmp_path / "space.yaml"), "--pruner", "none"]
+    args = ["tune", "--model", str(tiny_model), "--data", str(parquet_folder), "--validation-size", "0.2",
+            "--max-steps", "4", "--batch-size", "8", "--max-length", "32", "--study", str(tmp_path / "study"),
+            "--n-trials", "2", "--space", str(tmp_path / "space.yaml"), "--pruner", "none"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "study" / "best.yaml").is_file() and len(list((tmp_path / "study" / "trials").iterdir())) == 2
@@ -109,5 +113,7 @@ def test_public_api_names_resolve():
     import sentitune.tune  # importing the submodules must not change what the public names are
     import sentitune.workflow
 
-    assert sentitune.fine_tune is sentitune.workflow.fine_tune and sentitune.compare_results is sentitune.compare.compare
-    assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict) for name in sentitune.__all__)
+    assert (sentitune.fine_tune is sentitune.workflow.fine_tune
+            and sentitune.compare_results is sentitune.compare.compare)
+    assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict)
+               for name in sentitune.__all__)

@@ -29,7 +29,8 @@ def write_acl(root, n: int = 6):
             folder.mkdir(parents=True)
             word = "great" if polarity == "pos" else "awful"
             for i in range(n):
-                (folder / f"{i}_{ratings[i % 4]}.txt").write_text(f"Review {i} of a {word} film.<br /><br />Really {word} &amp; more.")
+                (folder / f"{i}_{ratings[i % 4]}.txt").write_text(f"Review {i} of a {word} film.<br /><br />"
+                                                                  f"Really {word} &amp; more.")
             base = (1 if split == "train" else 2) * 1_000_000 + (500 if polarity == "pos" else 0)
             urls = [f"http://www.imdb.com/title/tt{base + i // 2:07d}/usercomments" for i in range(n)]
             (root / split / f"urls_{polarity}.txt").write_text("\n".join(urls) + "\n")
@@ -66,7 +67,8 @@ def test_table_files_with_custom_columns_and_string_labels(tmp_path, suffix):
     df["sentiment"] = df["sentiment"].map({0: "negative", 1: "Pos"})
     path = tmp_path / f"reviews{suffix}"
     {".csv": lambda: df.to_csv(path, index=False), ".tsv": lambda: df.to_csv(path, sep="\t", index=False),
-     ".jsonl": lambda: df.to_json(path, orient="records", lines=True), ".parquet": lambda: df.to_parquet(path)}[suffix]()
+     ".jsonl": lambda: df.to_json(path, orient="records", lines=True),
+     ".parquet": lambda: df.to_parquet(path)}[suffix]()
     cfg = DataConfig(data=str(path), text_column="review", label_column="sentiment", validation_size=0.2)
     frames, report = prepare_frames(cfg)
     assert report["test_carved_from_train"] == 0.2
@@ -93,7 +95,8 @@ def test_duplicates_overlap_and_balance(parquet_folder):
     test = pd.read_parquet(parquet_folder / "test.parquet")
     train = pd.concat([train, train.iloc[:3], test.iloc[:2]], ignore_index=True)
     train.to_parquet(parquet_folder / "train.parquet")
-    frames, report = prepare_frames(DataConfig(data=str(parquet_folder), drop_test_overlap=True, train_per_class=40, validation_size=0.2))
+    frames, report = prepare_frames(DataConfig(data=str(parquet_folder), drop_test_overlap=True, train_per_class=40,
+                                               validation_size=0.2))
     assert report["train_duplicates"] == 3 and report["train_test_overlap"] == 2
     assert frames["train"]["label"].value_counts().to_dict() == {0: 40, 1: 40}
     assert not frames["train"]["text"].isin(set(frames["test"]["text"])).any()
@@ -112,7 +115,8 @@ def test_examples_descriptor_tells_samples_apart(parquet_folder):
     a, _ = prepare_splits(DataConfig(data=str(parquet_folder), test_per_class=10, seed=1))
     b, _ = prepare_splits(DataConfig(data=str(parquet_folder), test_per_class=10, seed=2))
     cfg = DataConfig(data=str(parquet_folder), test_per_class=10)
-    assert examples_descriptor(a["test"], "test", cfg)["fingerprint"] != examples_descriptor(b["test"], "test", cfg)["fingerprint"]
+    assert (examples_descriptor(a["test"], "test", cfg)["fingerprint"]
+            != examples_descriptor(b["test"], "test", cfg)["fingerprint"])
     assert examples_descriptor(a["test"], "test", cfg)["size"] == 20
 
 
@@ -140,14 +144,16 @@ def test_tokenize_keeps_special_tokens_and_no_padding(parquet_folder, tiny_model
 @pytest.mark.parametrize("make, match", [
     (lambda p: p / "missing.csv", "does not exist"),
     (lambda p: (p / "x.xlsx").write_text("a") and p / "x.xlsx", "unknown format"),
-    (lambda p: (p / "x.csv").write_text("review,label\nok,1\n") and p / "x.csv", r"missing column\(s\) \['text'\]; columns found: \['review', 'label'\]"),
+    (lambda p: (p / "x.csv").write_text("review,label\nok,1\n") and p / "x.csv",
+     r"missing column\(s\) \['text'\]; columns found: \['review', 'label'\]"),
     (lambda p: (p / "x.csv").write_text("text,label\nok,1\n ,0\n") and p / "x.csv", "empty text at row 1"),
     (lambda p: (p / "x.csv").write_text("text,label\nok,1\nbad,maybe\n") and p / "x.csv", r"mix numbers and names"),
     (lambda p: (p / "x.csv").write_text("text,label\n" + "ok,a\nfine,b\n" * 5 + "rare,c\n") and p / "x.csv",
      r"too few examples of class\(es\) \{'c': 1\}"),
     (lambda p: (p / "x.csv").write_text("text,label\n1,0\n2,1\n") and p / "x.csv", r"holds int\w* values, not text"),
     (lambda p: (p / "x.csv").write_text("text,label\n" + "ok,1\n" * 20) and p / "x.csv", "single class"),
-    (lambda p: (p / "x.csv").write_bytes(b"text,label\nok,1\nd\xe9j\xe0,0\n") and p / "x.csv", "invalid UTF-8 at byte offset 17"),
+    (lambda p: (p / "x.csv").write_bytes(b"text,label\nok,1\nd\xe9j\xe0,0\n") and p / "x.csv",
+     "invalid UTF-8 at byte offset 17"),
     (lambda p: (p / "x.parquet").write_bytes(b"not parquet") and p / "x.parquet", "not a readable parquet"),
     (lambda p: (p / "x.tar.gz").write_bytes(b"junk") and p / "x.tar.gz", "not a readable tar.gz"),
     (lambda p: (p / "empty").mkdir() or p / "empty", "neither train"),
@@ -177,7 +183,8 @@ def test_hub_unreachable_names_local_forms(monkeypatch):
 
 @pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
 def test_real_imdb_copy_prepares_balanced_grouped_splits():
-    frames, report = prepare_frames(DataConfig(data=str(IMDB), train_per_class=500, validation_per_class=100, test_per_class=200))
+    frames, report = prepare_frames(DataConfig(data=str(IMDB), train_per_class=500, validation_per_class=100,
+                                               test_per_class=200))
     assert report["raw_rows"] == {"train": 25_000, "test": 25_000}
     assert report["movies_in_train_and_validation"] == 0
     assert frames["test"]["label"].value_counts().to_dict() == {0: 200, 1: 200}

@@ -35,7 +35,8 @@ def make_run(root, k: int = 3, name: str = "run") -> RunFolder:
     frame = pd.concat([scored_split(rng, "validation", 300, k), scored_split(rng, "test", 500, k)], ignore_index=True)
     run.write_predictions(frame)
     scheme = SCHEMES[k]
-    metrics = {"labels": scheme.to_dict(), "examples": {"test": {"split": "test", "size": 500, "fingerprint": "f" * 16}}}
+    metrics = {"labels": scheme.to_dict(),
+               "examples": {"test": {"split": "test", "size": 500, "fingerprint": "f" * 16}}}
     for split, part in frame.groupby("split"):
         metrics[split] = classification_metrics(part["label"], probabilities(part), scheme.names, scheme.ordinal)
     run.write_metrics(metrics)
@@ -78,8 +79,8 @@ def test_error_examples_are_the_most_confident_mistakes():
 
 
 def test_slices_by_class_length_and_negation():
-    frame = pd.DataFrame({"label": [0, 1, 2, 2], "pred": [0, 1, 1, 2], "n_tokens": [10, 300, 40, 50], "truncated": False,
-                          "text": ["not bad", "good", "ok", "fine"]})
+    frame = pd.DataFrame({"label": [0, 1, 2, 2], "pred": [0, 1, 1, 2], "n_tokens": [10, 300, 40, 50],
+                          "truncated": False, "text": ["not bad", "good", "ok", "fine"]})
     tables = slices(frame, 64, SCHEMES[3])
     assert [r["accuracy"] for r in tables["class"]] == [1.0, 1.0, 0.5]
     assert {r["group"]: r["n"] for r in tables["negation"]} == {"without negation": 3, "with negation": 1}
@@ -94,24 +95,29 @@ def test_evaluate_another_dataset_scores_all_of_a_single_file(tmp_path, monkeypa
     import sentitune.predict as predict
 
     run = make_run(tmp_path, 3)
-    texts = [f"great film {i}" for i in range(20)] + [f"fine {i}" for i in range(20)] + [f"awful {i}" for i in range(20)]
-    pd.DataFrame({"review": texts, "mood": ["pos"] * 20 + ["neu"] * 20 + ["neg"] * 20}).to_csv(tmp_path / "o.csv", index=False)
+    texts = ([f"great film {i}" for i in range(20)] + [f"fine {i}" for i in range(20)]
+             + [f"awful {i}" for i in range(20)])
+    pd.DataFrame({"review": texts,
+                  "mood": ["pos"] * 20 + ["neu"] * 20 + ["neg"] * 20}).to_csv(tmp_path / "o.csv", index=False)
 
     class Fake:
         max_length, labels = 64, SCHEMES[3]
 
         def score(self, texts, windows=False, clean=None):
-            logits = np.array([[0, 0, 5.0] if "great" in t else [0, 5.0, 0] if "fine" in t else [5.0, 0, 0] for t in texts])
+            logits = np.array([[0, 0, 5.0] if "great" in t else [0, 5.0, 0] if "fine" in t else [5.0, 0, 0]
+                               for t in texts])
             return predict.Scored(softmax(logits), logits, np.full(len(texts), 7))
 
-    monkeypatch.setattr(predict.SentimentModel, "from_pretrained", classmethod(lambda cls, path, backend="torch": Fake()))
+    monkeypatch.setattr(predict.SentimentModel, "from_pretrained",
+                        classmethod(lambda cls, path, backend="torch": Fake()))
     cfg = DataConfig(data=str(tmp_path / "o.csv"), text_column="review", label_column="mood")
     evaluation = evaluate_run(run.path, data_cfg=cfg, plots=False)
     assert evaluation["n"] == 60 and evaluation["metrics"]["accuracy"] == 1.0  # the whole file, not a 20% split
     assert run.evaluation(at=run.evaluation_dir("o.csv"))["n"] == 60 and not run.evaluation_path.exists()
     pd.DataFrame({"review": texts[:40], "mood": ["a"] * 20 + ["b"] * 20}).to_csv(tmp_path / "two.csv", index=False)
     with pytest.raises(SentituneError, match="differ from the 3 classes"):
-        evaluate_run(run.path, data_cfg=DataConfig(data=str(tmp_path / "two.csv"), text_column="review", label_column="mood"))
+        evaluate_run(run.path, data_cfg=DataConfig(data=str(tmp_path / "two.csv"), text_column="review",
+                                                   label_column="mood"))
 
 
 def test_evaluate_run_errors_are_one_line(tmp_path):

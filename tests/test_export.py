@@ -42,7 +42,8 @@ def test_onnx_backends_agree_with_torch(exported):
     np.testing.assert_allclose(fp32.score(TEXTS).logits, torch_logits, atol=1e-4)
     np.testing.assert_allclose(fp32.score(TEXTS, batch_size=4).logits, torch_logits, atol=1e-4)  # padding masked
     assert np.abs(int8.score(TEXTS).logits - torch_logits).max() < 0.05
-    assert [p["label"] for p in fp32.predict(TEXTS)] == [p["label"] for p in SentimentModel.from_pretrained(folder).predict(TEXTS)]
+    assert ([p["label"] for p in fp32.predict(TEXTS)]
+            == [p["label"] for p in SentimentModel.from_pretrained(folder).predict(TEXTS)])
 
 
 def test_missing_graph_names_the_export_command(tiny_model):
@@ -61,7 +62,8 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     import shutil
 
     shutil.copytree(tiny_model, tmp_path / "run" / "model")
-    cli = lambda *args: subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=300)
+    cli = lambda *args: subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True,
+                                       timeout=300)
     out = cli("export", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()

@@ -51,5 +51,6 @@ def test_simulated_weak_cpu_is_read_from_the_environment(monkeypatch):
 
 
 def test_summary_names_the_instruction_sets():
-    assert cpu(avx512=True, avx512_bf16=True, vnni=True).summary() == "test CPU, 2 threads, AVX2/AVX-512/AVX512-BF16/VNNI"
+    assert (cpu(avx512=True, avx512_bf16=True, vnni=True).summary()
+            == "test CPU, 2 threads, AVX2/AVX-512/AVX512-BF16/VNNI")
     assert dataclasses.asdict(cpu())["avx2"] is True

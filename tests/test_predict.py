@@ -37,7 +37,8 @@ def test_three_class_model_returns_every_class(tmp_path):
     model = SentimentModel.from_pretrained(tiny_bert(tmp_path / "three", num_labels=3, id2label=names), runtime=FP32)
     out = model.predict(["fine", "awful"])
     assert [set(o["scores"]) for o in out] == [{"negative", "neutral", "positive"}] * 2
-    assert all(o["score"] == max(o["scores"].values()) and o["label"] == max(o["scores"], key=o["scores"].get) for o in out)
+    assert all(o["score"] == max(o["scores"].values()) and o["label"] == max(o["scores"], key=o["scores"].get)
+               for o in out)
     assert model.predict("one text")["label"] in names.values()
 
 

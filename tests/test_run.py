@@ -84,7 +84,8 @@ def test_finish_swaps_by_renames(tmp_path):
 
 
 def test_baseline_round_trip(tmp_path):
-    predictions = pd.DataFrame({"idx": [0, 1], "label": [0, 1], "pred": [0, 1], "prob_0": [0.7, 0.2], "prob_1": [0.3, 0.8]})
+    predictions = pd.DataFrame({"idx": [0, 1], "label": [0, 1], "pred": [0, 1], "prob_0": [0.7, 0.2],
+                                "prob_1": [0.3, 0.8]})
     folder = write_baseline({"name": "b", "metrics": {"accuracy": 1.0}, "predictions": predictions}, tmp_path)
     back = read_baseline(folder)
     assert back["metrics"] == {"accuracy": 1.0} and back["predictions"].equals(predictions)

@@ -43,7 +43,8 @@ def test_first_token_layer_roberta(tmp_path):
 def test_first_token_leaves_other_architectures_alone():
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64))
+    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2,
+                                                                 hidden_dim=64))
     before = [type(m) for m in model.modules()]
     assert [type(m) for m in runtime.first_token_only(model).modules()] == before
 

@@ -12,7 +12,8 @@ from sentitune.serve import create_app
 
 def test_predict_endpoint_matches_the_python_api(tiny_model):
     client = TestClient(create_app(tiny_model))
-    assert client.get("/health").json()["labels"] == ["negative", "positive"] or client.get("/health").json()["status"] == "ok"
+    assert (client.get("/health").json()["labels"] == ["negative", "positive"]
+            or client.get("/health").json()["status"] == "ok")
     texts = ["A wonderful, moving film.", "Dull and far too long."]
     answer = client.post("/predict", json={"texts": texts})
     assert answer.status_code == 200

@@ -50,12 +50,14 @@ def tiny_run(tiny_model, tmp_path_factory):
 
 def test_run_folder_is_complete(tiny_run):
     run_dir, cfg, _ = tiny_run
-    assert {p.name for p in run_dir.iterdir()} >= {"model", "config.yaml", "metrics.json", "predictions.parquet", "log.jsonl", "tb"}
+    assert {p.name for p in run_dir.iterdir()} >= {"model", "config.yaml", "metrics.json", "predictions.parquet",
+                                                   "log.jsonl", "tb"}
     assert not (run_dir / "model" / "training_args.bin").exists()
     assert not any(p.name.endswith(".partial") for p in run_dir.parent.iterdir())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for split in ("validation", "test"):
-        assert {"accuracy", "accuracy_ci95", "f1", "f1_macro", "recall_macro", "roc_auc", "per_class", "log_loss"} <= set(metrics[split])
+        assert {"accuracy", "accuracy_ci95", "f1", "f1_macro", "recall_macro", "roc_auc", "per_class",
+                "log_loss"} <= set(metrics[split])
     assert metrics["labels"] == {"names": ["negative", "positive"], "ordinal": False}
     assert metrics["test"]["n"] == 60 and metrics["examples"]["test"]["size"] == 60
     assert metrics["train"]["precision"] in {"bf16", "fp32"} and metrics["train"]["steps"] > 0
@@ -89,9 +91,9 @@ def test_pipeline_loads_the_model_with_labels_and_same_predictions(tiny_run):
 
 def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_path):
     _, _, data = tiny_run
-    args = ["train", "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2", "--output-dir", str(tmp_path),
-            "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3", "--eval-steps", "4", "--max-length", "64",
-            "--early-stopping-patience", "0"]
+    args = ["train", "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2",
+            "--output-dir", str(tmp_path), "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3",
+            "--eval-steps", "4", "--max-length", "64", "--early-stopping-patience", "0"]
     assert cli(*args, "--name", "straight").returncode == 0
     killed = kill_after(4, *args, "--name", "resumed")
     assert killed.returncode == -9 and (tmp_path / ".resumed.partial" / "checkpoints" / "checkpoint-4").is_dir()
@@ -109,9 +111,10 @@ def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_p
 def test_two_process_ddp_on_cpu(tiny_model, tiny_run, tmp_path):
     _, _, data = tiny_run
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "sentitune", "train", "--model", str(tiny_model),
-         "--data", str(data), "--validation-size", "0.2", "--output-dir", str(tmp_path), "--name", "ddp", "--max-steps", "4",
-         "--batch-size", "4", "--max-length", "64"], capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "sentitune", "train",
+         "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2", "--output-dir", str(tmp_path),
+         "--name", "ddp", "--max-steps", "4", "--batch-size", "4", "--max-length", "64"],
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 4 and metrics["test"]["n"] == 60
@@ -122,7 +125,8 @@ def test_a_different_head_is_reinitialised(tmp_path, caplog):
     from sentitune.models import load_classifier
 
     stars = {i: f"{i + 1} star{'s' if i else ''}" for i in range(5)}
-    model = load_classifier(str(tiny_bert(tmp_path / "stars", num_labels=5, id2label=stars)), LabelScheme(("negative", "positive")))
+    model = load_classifier(str(tiny_bert(tmp_path / "stars", num_labels=5, id2label=stars)),
+                            LabelScheme(("negative", "positive")))
     assert model.config.id2label == {0: "negative", 1: "positive"} and model.classifier.out_features == 2
     assert "re-initialising" in caplog.text and "5-label head" in caplog.text
 
@@ -159,7 +163,8 @@ def test_presets_and_config_files(tmp_path):
 @pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
 def test_default_minilm_learns_on_an_imdb_slice(tmp_path):
     cfg = load_config(preset="cpu-quick", overrides={"output_dir": str(tmp_path), "max_steps": 60, "eval_steps": 60,
-                                                     "data": {"data": str(IMDB), "train_per_class": 480, "validation_per_class": 100, "test_per_class": 100}})
+                                                     "data": {"data": str(IMDB), "train_per_class": 480,
+                                                              "validation_per_class": 100, "test_per_class": 100}})
     metrics = json.loads((train(cfg) / "metrics.json").read_text())
     assert metrics["validation"]["accuracy_ci95"][0] > 0.6  # clearly above chance, not just a lucky draw
 
@@ -170,8 +175,10 @@ def test_seed_nlptown_preset_trains_a_five_star_stand_in(tiny_run, tmp_path, cap
     stars = {i: f"{i + 1} star{'s' if i else ''}" for i in range(5)}
     stand_in = tiny_bert(tmp_path / "nlptown-stand-in", num_labels=5, id2label=stars)
     assert load_config(preset="seed-nlptown").model == "nlptown/bert-base-multilingual-uncased-sentiment"
-    cfg = load_config(preset="seed-nlptown", overrides={"model": str(stand_in), "output_dir": str(tmp_path), "max_steps": 2,
-                                                        "max_length": 64, "data": {"data": str(data), "train_per_class": 20, "validation_size": 0.2}})
+    cfg = load_config(preset="seed-nlptown", overrides={"model": str(stand_in), "output_dir": str(tmp_path),
+                                                        "max_steps": 2, "max_length": 64,
+                                                        "data": {"data": str(data), "train_per_class": 20,
+                                                                 "validation_size": 0.2}})
     metrics = json.loads((train(cfg) / "metrics.json").read_text())
     assert "5-label head" in caplog.text and metrics["train"]["steps"] == 2
 
@@ -183,7 +190,8 @@ def test_results_do_not_depend_on_rng_use_before_training(tiny_run, tmp_path):
     stand_in = tiny_bert(tmp_path / "five-labels", num_labels=5)  # its head is re-initialised from the RNG
     losses = []
     for name in ("first", "second"):
-        torch.rand(1000 if name == "second" else 7)  # what another stage (a baseline loading a model) might have consumed
+        # what another stage (a baseline loading a model) might have consumed
+        torch.rand(1000 if name == "second" else 7)
         cfg = tiny_config(stand_in, data, tmp_path / "runs", name=name)
         losses.append(json.loads((train(cfg) / "metrics.json").read_text())["test"]["log_loss"])
     assert losses[0] == pytest.approx(losses[1], abs=1e-7)

@@ -39,11 +39,13 @@ def test_max_length_comes_from_the_data_when_not_given(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     cfg = load_config(overrides={"model": str(tiny_model)})
     report = {}
-    short = resolve_max_length(cfg, ["a short tweet"] * 50 + ["a somewhat longer tweet with more words"] * 2, tokenizer, report)
+    short = resolve_max_length(cfg, ["a short tweet"] * 50 + ["a somewhat longer tweet with more words"] * 2,
+                               tokenizer, report)
     assert short.max_length == 16 and "99th percentile" in report["max_length"]["source"]
     long = resolve_max_length(cfg, ["word " * 600] * 10, tokenizer, {})
     assert long.max_length == 256
-    given = resolve_max_length(load_config(overrides={"model": str(tiny_model), "max_length": 64}), ["x"], tokenizer, report)
+    given = resolve_max_length(load_config(overrides={"model": str(tiny_model), "max_length": 64}), ["x"],
+                               tokenizer, report)
     assert given.max_length == 64 and report["max_length"]["source"] == "config"
     with pytest.raises(SentituneError, match="--max-length 100000"):
         resolve_max_length(load_config(overrides={"max_length": 100000}), ["x"], tokenizer, {})
@@ -61,7 +63,8 @@ def test_selection_metric_and_validation_metrics_per_scheme():
     cfg = load_config()
     assert selection_metric(cfg, LabelScheme(("negative", "positive"))) == "f1"
     assert selection_metric(cfg, LabelScheme(("neg", "neu", "pos"))) == "f1_macro"
-    assert selection_metric(load_config(overrides={"selection_metric": "recall_macro"}), LabelScheme(("a", "b"))) == "recall_macro"
+    assert selection_metric(load_config(overrides={"selection_metric": "recall_macro"}),
+                            LabelScheme(("a", "b"))) == "recall_macro"
     three = eval_metrics((np.eye(3)[[0, 1, 2, 2]], np.array([0, 1, 2, 1])))
     assert three["accuracy"] == 0.75 and "f1" not in three and three["recall_macro"] == pytest.approx(5 / 6)
 
@@ -72,7 +75,8 @@ def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model, tmp_path):
     from sentitune.models import load_classifier
 
     model = load_classifier(str(tiny_model))
-    cfg = load_config(overrides={"model": str(tiny_model), "learning_rate": 1e-3, "layer_lr_decay": 0.5, "weight_decay": 0.1})
+    cfg = load_config(overrides={"model": str(tiny_model), "learning_rate": 1e-3, "layer_lr_decay": 0.5,
+                                 "weight_decay": 0.1})
     _, kwargs = layerwise_optimizer(cfg, model, TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
     rates = {(g["lr"], g["weight_decay"]) for g in kwargs["params"]}
     # 2 layers: head 1e-3, layer 1 5e-4, layer 0 2.5e-4, embeddings 1.25e-4; LayerNorm and biases without decay

@@ -52,8 +52,9 @@ def study_setup(tmp_path_factory):
     data.mkdir()
     synthetic_reviews(60, 0).to_parquet(data / "train.parquet")
     synthetic_reviews(30, 1).to_parquet(data / "test.parquet")
-    cfg = load_config(overrides={"model": str(small_bert(root / "model")), "output_dir": str(root / "runs"), "max_steps": 6,
-                                 "max_length": 64, "logging_steps": 2, "data": {"data": str(data), "validation_size": 0.2}})
+    cfg = load_config(overrides={"model": str(small_bert(root / "model")), "output_dir": str(root / "runs"),
+                                 "max_steps": 6, "max_length": 64, "logging_steps": 2,
+                                 "data": {"data": str(data), "validation_size": 0.2}})
     study = tune(root / "study", cfg, SPACE, n_trials=4, pruner=PruneTrialOne(), seed=0)
     return study, root / "study", cfg
 
@@ -69,14 +70,17 @@ def test_study_folder_holds_trials_best_config_summary_and_plots(study_setup):
     pruned = json.loads((folder / "trials" / "1" / "metrics.json").read_text())
     assert pruned["state"] == "pruned" and len(pruned["evaluations"]) == 1
     done = json.loads((folder / "trials" / "0" / "metrics.json").read_text())
-    assert done["metric"] == "f1" and done["best_value"] == study.trials[0].value == max(e["value"] for e in done["evaluations"])
+    assert (done["metric"] == "f1"
+            and done["best_value"] == study.trials[0].value == max(e["value"] for e in done["evaluations"]))
     # every trial evaluates at the same numbers of examples whatever its batch size, so the pruner can compare them
     firsts = {min(t.intermediate_values) for t in study.trials}
     assert len(firsts) == 1 and firsts.pop() % 16 == 0
     best = load_config(folder / "best.yaml")
-    assert best.learning_rate == study.best_params["learning_rate"] and best.batch_size == study.best_params["batch_size"]
+    assert (best.learning_rate == study.best_params["learning_rate"]
+            and best.batch_size == study.best_params["batch_size"])
     assert best.name == "study-best" and best.output_dir == cfg.output_dir and best.early_stopping_patience == 0
-    assert best.data == dataclasses.replace(cfg.data, validation_in_train=True)  # the final fit trains on train + validation
+    # the final fit trains on train + validation
+    assert best.data == dataclasses.replace(cfg.data, validation_in_train=True)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["counts"] == {"complete": 3, "pruned": 1} and summary["best"]["number"] == study.best_trial.number
     assert summary["default"] == {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size}
@@ -141,13 +145,14 @@ WORKER = textwrap.dedent("""
         return x * x
 
     run_budget(study, objective, n_trials)
-""")
+""")  # noqa: E501
 
 
 def worker(url: str, n_trials: int, barrier: Path, n_workers: int = 1, kill_at: int = -1) -> subprocess.Popen:
     """A process that joins the toy study at `url` once `n_workers` processes have reached `barrier`."""
     barrier.mkdir(exist_ok=True)
-    return subprocess.Popen([sys.executable, "-c", WORKER, url, str(n_trials), str(kill_at), str(barrier), str(n_workers)],
+    return subprocess.Popen([sys.executable, "-c", WORKER, url, str(n_trials), str(kill_at), str(barrier),
+                             str(n_workers)],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -184,4 +189,5 @@ def test_killed_worker_resumes_and_retries_the_killed_trial(tmp_path):
     assert trials[2].state.name == "FAIL"
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == 2]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == trials[2].params
-    assert sum(t.state.name == "COMPLETE" for t in trials) == 5 and [t.number for t in trials] == list(range(len(trials)))
+    assert (sum(t.state.name == "COMPLETE" for t in trials) == 5
+            and [t.number for t in trials] == list(range(len(trials))))

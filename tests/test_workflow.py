@@ -12,7 +12,8 @@ from sentitune.workflow import run_main_job
 def test_main_job_writes_baselines_comparison_report_and_card(tiny_model, parquet_folder, tmp_path):
     cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="main")
     run_dir = run_main_job(cfg, baselines=("majority", "tfidf", "vader"))
-    assert {"baselines", "comparison", "report.html", "report.md", "evaluation.json", "data_stats.json"} <= {p.name for p in run_dir.iterdir()}
+    assert ({"baselines", "comparison", "report.html", "report.md", "evaluation.json", "data_stats.json"}
+            <= {p.name for p in run_dir.iterdir()})
     table = json.loads((run_dir / "comparison" / "comparison.json").read_text())
     assert table["same_examples"] and {r["name"] for r in table["rows"]} == {"main", "majority", "tfidf-lr", "vader"}
     card = (run_dir / "model" / "README.md").read_text()
@@ -27,11 +28,13 @@ def test_main_job_on_three_classes(tiny_model, tmp_path):
 
     rows = synthetic_reviews(40)
     rows = pd.concat([rows, rows.assign(text="so-so average " + rows.text, label=2)])
-    rows.assign(label=rows.label.map({0: "negative", 1: "positive", 2: "neutral"})).to_csv(tmp_path / "three.csv", index=False)
+    rows.assign(label=rows.label.map({0: "negative", 1: "positive", 2: "neutral"})).to_csv(
+        tmp_path / "three.csv", index=False)
     cfg = tiny_config(tiny_model, tmp_path / "three.csv", tmp_path / "runs", name="three")
     run_dir = run_main_job(cfg, baselines=("majority", "tfidf", "vader"))
     table = json.loads((run_dir / "comparison" / "comparison.json").read_text())
-    assert table["ranked_by"] == "f1_macro" and {r["name"] for r in table["rows"]} == {"three", "majority", "tfidf-lr", "vader"}
+    assert (table["ranked_by"] == "f1_macro"
+            and {r["name"] for r in table["rows"]} == {"three", "majority", "tfidf-lr", "vader"})
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["labels"] == {"names": ["negative", "neutral", "positive"], "ordinal": True}
     assert "mae" in metrics["test"] and len(metrics["test"]["confusion_matrix"]) == 3

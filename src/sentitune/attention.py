@@ -20,11 +20,13 @@ def cpu_bf16_attention(module, query, key, value, attention_mask, scaling=None, 
 
     if query.device.type != "cpu" or query.dtype != torch.bfloat16 or getattr(module, "is_causal", False) \
             or query.shape[1] != key.shape[1] or key.shape[2] > MATMUL_ATTENTION_MAX_TOKENS:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
     scores = torch.matmul(query * (scaling or query.shape[-1] ** -0.5), key.transpose(-1, -2))
     if attention_mask is not None:  # boolean (keep = True) from transformers' sdpa mask builder
         if attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros((), dtype=scores.dtype).masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            attention_mask = torch.zeros((), dtype=scores.dtype).masked_fill(~attention_mask,
+                                                                             torch.finfo(scores.dtype).min)
         scores = scores + attention_mask.to(scores.dtype)
     weights = torch.nn.functional.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights

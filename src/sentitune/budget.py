@@ -105,7 +105,8 @@ class Plan:
         d = self.cfg.data
         train = f"{d.train_per_class * n_classes:,} training examples" if d.train_per_class else "all training examples"
         test = f"{d.test_per_class * n_classes:,} test examples" if d.test_per_class else "the whole test split"
-        budget = f" (budget {self.budget_s / 60:.0f} min{', sized down to fit' if self.shrunk else ''})" if self.budget_s else ""
+        budget = (f" (budget {self.budget_s / 60:.0f} min{', sized down to fit' if self.shrunk else ''})"
+                  if self.budget_s else "")
         return (f"about {math.ceil(self.total_s / 60)} minutes on this CPU ({self.rates.cpu}, {self.rates.precision}): "
                 f"{train}, {test}, probe {self.probe_per_class * n_classes:,}{budget}; training "
                 f"{self.rates.train:.1f} ex/s, prediction {self.rates.predict:.0f} ex/s, measured on a few batches.")
@@ -154,8 +155,10 @@ def plan(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int 
         left = budget_s - sum(v for k, v in parts.items() if k != "train")
         per_class = int(max(0.0, left) * rates.train / (n_classes * sized.epochs))
         if per_class < MIN_PER_CLASS:
-            raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: this CPU trains {rates.train:.1f} examples/s, so "
-                                 f"the budget leaves under {MIN_PER_CLASS} training examples per class; give more time.")
-        sized = dataclasses.replace(sized, data=dataclasses.replace(sized.data, train_per_class=min(per_class, d.train_per_class)))
+            raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: this CPU trains {rates.train:.1f} examples/s, "
+                                 f"so the budget leaves under {MIN_PER_CLASS} training examples per class; "
+                                 "give more time.")
+        sized = dataclasses.replace(sized, data=dataclasses.replace(sized.data,
+                                                                    train_per_class=min(per_class, d.train_per_class)))
     shrunk = sized != cfg or probe != probe_per_class
     return Plan(sized, probe, seconds_for(sized, probe, rates, n_classes, baselines), budget_s, shrunk, rates)

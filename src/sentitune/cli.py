@@ -19,7 +19,8 @@ from .config import TrainConfig, load_config
 from .data import DataConfig
 from .errors import SentituneError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune transformers for sentiment and prove they beat their baselines.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Fine-tune transformers for sentiment and prove they beat their baselines.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
@@ -54,7 +55,8 @@ def _config_parameters(cls, rename: dict[str, str] | None = None) -> list[inspec
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
         option = typer.Option(None, *decls, help=f.metadata.get("help", ""), show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[kind]))
     return params
 
 
@@ -82,11 +84,17 @@ def with_config_flags(default_preset: str | None = None):
 
         fn_params = [p for p in inspect.signature(fn).parameters if p != "cfg"]
         head = [
-            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="YAML file of config fields (flags override it)."), annotation=Optional[Path]),
-            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default_preset, help="cpu-quick, cpu-full, gpu-base or seed-nlptown."), annotation=Optional[str]),
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY,
+                              default=typer.Option(None, help="YAML file of config fields (flags override it)."),
+                              annotation=Optional[Path]),
+            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
+                              default=typer.Option(default_preset,
+                                                   help="cpu-quick, cpu-full, gpu-base or seed-nlptown."),
+                              annotation=Optional[str]),
         ]
         hints = typing.get_type_hints(fn)
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[n]) for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[n])
+               for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
         command.__signature__ = inspect.Signature(head + own + _config_parameters(TrainConfig))
         command.__name__, command.__doc__ = fn.__name__, fn.__doc__
         return command
@@ -115,7 +123,8 @@ def _print_metrics(title: str, metrics: dict) -> None:
 
 @app.command("train")
 @with_config_flags()
-def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Continue the interrupted run of the same --name from its last checkpoint."),
+def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Continue the interrupted run of the same "
+                                                                            "--name from its last checkpoint."),
                   overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
     """Fine-tune a model and write runs/<name>/ (model, metrics, predictions, logs, model card)."""
     from .run import RunFolder
@@ -125,13 +134,15 @@ def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Con
     if run_dir is None:  # a DDP rank other than 0
         return
     metrics = RunFolder(run_dir).metrics()
-    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, {metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
+                   f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
 
 
 @data_app.command("stats")
 def data_stats_command(
     data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
-    model: Optional[str] = typer.Option(None, help="Tokenizer for the length statistics (default: the offline default model)."),
+    model: Optional[str] = typer.Option(None, help="Tokenizer for the length statistics (default: "
+                                                   "the offline default model)."),
     text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
     label_threshold: Optional[float] = typer.Option(None, help="Labels are star ratings: >= threshold is positive."),
     out: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
@@ -141,7 +152,8 @@ def data_stats_command(
     from .models import default_model, load_tokenizer
     from .plots import plot_lengths
 
-    cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column, label_threshold=label_threshold)
+    cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column,
+                     label_threshold=label_threshold)
     stats = dataset_stats(cfg, load_tokenizer(model or default_model()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
@@ -154,8 +166,10 @@ def data_stats_command(
 def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                     texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
                     file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
-                    batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: fastest measured for the backend)."),
-                    windows: bool = typer.Option(False, help="Read long texts whole: average over half-overlapping windows."),
+                    batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: "
+                                                                        "fastest measured for the backend)."),
+                    windows: bool = typer.Option(False, help="Read long texts whole: "
+                                                             "average over half-overlapping windows."),
                     backend: str = typer.Option("torch", help=BACKEND_HELP)):
     """Classify new texts with a fine-tuned model; prints one JSON line per text."""
     from .models import model_folder
@@ -166,7 +180,8 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
         texts = _text_lines(file)
     if not texts:
         raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
-    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(texts, batch_size, windows)):
+    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(
+            texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
 
 
@@ -177,42 +192,52 @@ def _text_lines(file: Path) -> list[str]:
     try:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SentituneError(f"--file {file}: invalid UTF-8 at byte offset {exc.start}; re-encode the file as UTF-8.") from None
+        raise SentituneError(f"--file {file}: invalid UTF-8 at byte offset {exc.start}; "
+                             "re-encode the file as UTF-8.") from None
     return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 
 @app.command("run")
 @with_config_flags(default_preset="cpu-quick")
 def run_command(cfg: TrainConfig,
-                baselines: str = typer.Option("majority,tfidf,vader,base", help="Baseline families to score on the same test examples (star needs the Hub or a local star model)."),
+                baselines: str = typer.Option("majority,tfidf,vader,base",
+                                              help="Baseline families to score on the same test examples "
+                                                   "(star needs the Hub or a local star model)."),
                 overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name."),
                 time_budget: str = typer.Option("10m", help="Size the job to this long on this machine (e.g. 10m, "
                                                 "1h; none: the preset's sizes, estimate printed)."),
-                probe_per_class: int = typer.Option(500, help="Training examples per class for the base linear probe.")):
+                probe_per_class: int = typer.Option(500, help="Training examples per class "
+                                                              "for the base linear probe.")):
     """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
     from .budget import parse_duration
     from .workflow import run_main_job
 
-    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite, parse_duration(time_budget))
+    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite,
+                 parse_duration(time_budget))
 
 
 @app.command("evaluate")
 def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
-                     data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data form) instead of the run's own test split."),
+                     data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data "
+                                                                   "form) instead of the run's own test split."),
                      text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
                      label_threshold: Optional[float] = typer.Option(None),
-                     labels: Optional[str] = typer.Option(None, help="Classes of --data in the model's order (default: inferred)."),
-                     split: str = typer.Option("test", help="Split of --data to score whole (a single file is scored whole)."),
+                     labels: Optional[str] = typer.Option(None, help="Classes of --data in the model's order "
+                                                                     "(default: inferred)."),
+                     split: str = typer.Option("test", help="Split of --data to score whole "
+                                                            "(a single file is scored whole)."),
                      top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
                      backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only."),
-                     windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping windows). With --data only.")):
+                     windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping "
+                                                              "windows). With --data only.")):
     """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
     from .evaluate import evaluate_run
 
-    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column, label_threshold=label_threshold,
-                          labels=labels) if data else None
+    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column,
+                          label_threshold=label_threshold, labels=labels) if data else None
     if (backend != "torch" or windows) and data_cfg is None:
-        raise SentituneError("--backend/--windows: re-predicting needs --data (without it the run's saved predictions are scored).")
+        raise SentituneError("--backend/--windows: re-predicting needs --data "
+                             "(without it the run's saved predictions are scored).")
     result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows)
     console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
 
@@ -231,14 +256,21 @@ def report_command(run: Path = typer.Argument(..., help="A run folder."),
 
 
 @app.command("baseline")
-def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help="Families: majority, tfidf, vader, base, star."),
+def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help="Families: majority, tfidf, vader, "
+                                                                                 "base, star."),
                      data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
-                     labels: Optional[str] = typer.Option(None, help="Classes in order, lowest first (as for train --labels)."),
-                     test_per_class: Optional[int] = typer.Option(None, help="Test sample per class (None: the whole test split)."),
-                     seed: int = typer.Option(42), star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
-                     base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: the offline default model)."),
-                     probe_per_class: int = typer.Option(2000, help="Training examples per class for the `base` linear probe."),
-                     out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder per baseline entry.")):
+                     labels: Optional[str] = typer.Option(None, help="Classes in order, lowest first "
+                                                                     "(as for train --labels)."),
+                     test_per_class: Optional[int] = typer.Option(None, help="Test sample per class (None: "
+                                                                             "the whole test split)."),
+                     seed: int = typer.Option(42),
+                     star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
+                     base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: "
+                                                                         "the offline default model)."),
+                     probe_per_class: int = typer.Option(2000, help="Training examples per class "
+                                                                    "for the `base` linear probe."),
+                     out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder "
+                                                                           "per baseline entry.")):
     """Score baselines on a test set; each entry records exactly which examples it used."""
     from .data import examples_descriptor, prepare_splits
     from .labels import LabelScheme
@@ -253,9 +285,11 @@ def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help
 
 
 @app.command("compare")
-def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders (or folders of them)."),
+def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders "
+                                                                   "(or folders of them)."),
                     out: Path = typer.Option(Path("reports/comparison"), help="Folder for comparison.md/.json/.png."),
-                    allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different test examples (no paired test).")):
+                    allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different "
+                                                                              "test examples (no paired test).")):
     """Side-by-side table with 95% intervals and McNemar tests against the best baseline."""
     from .compare import compare, markdown
 
@@ -265,11 +299,16 @@ def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders 
 @app.command("tune")
 @with_config_flags()
 def tune_command(cfg: TrainConfig,
-                 study: Path = typer.Option(Path("studies/sentitune"), help="Study folder (storage, trials/, best.yaml, plots/)."),
-                 n_trials: int = typer.Option(8, help="Finished trials the study should reach (across sessions and workers)."),
+                 study: Path = typer.Option(Path("studies/sentitune"), help="Study folder (storage, trials/, "
+                                                                            "best.yaml, plots/)."),
+                 n_trials: int = typer.Option(8, help="Finished trials the study should reach "
+                                                      "(across sessions and workers)."),
                  timeout: Optional[float] = typer.Option(None, help="Stop this session after this many seconds."),
-                 space: Optional[Path] = typer.Option(None, help="YAML search space (default: lr, epochs, weight decay, dropout, warmup, batch size)."),
-                 storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in the study folder; postgresql://... to share across machines)."),
+                 space: Optional[Path] = typer.Option(None, help="YAML search space (default: lr, epochs, "
+                                                                 "weight decay, dropout, warmup, batch size)."),
+                 storage: Optional[str] = typer.Option(None, help="Optuna storage URL "
+                                                                  "(default: sqlite in the study folder; "
+                                                                  "postgresql://... to share across machines)."),
                  pruner: str = typer.Option("median", help="median, hyperband or none."),
                  sampler_seed: int = typer.Option(42, help="TPE sampler seed.")):
     """Optuna search on validation F1 (never test); re-run the same command to resume after a crash."""

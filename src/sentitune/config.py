@@ -24,29 +24,49 @@ class TrainConfig:
 
     name: str = field(default="sentitune", metadata={"help": "Run name: results go to <output_dir>/<name>/."})
     output_dir: str = field(default="runs", metadata={"help": "Folder that holds run folders."})
-    model: str = field(default_factory=default_model, metadata={"help": "Hub model id or local folder (default: the offline all-MiniLM-L6-v2)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub (off: only transformers' own architectures)."})
+    model: str = field(default_factory=default_model, metadata={
+        "help": "Hub model id or local folder (default: the offline all-MiniLM-L6-v2)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Allow model code from the Hub (off: only transformers' own architectures)."})
     dropout: float | None = field(default=None, metadata={"help": "Hidden dropout override (None keeps the model's)."})
-    attention_dropout: float | None = field(default=None, metadata={"help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
-    attention: str = field(default="auto", metadata={"help": "Attention kernel: auto (bf16 matmul attention on CPU up to 256 tokens, ~1.3x faster training than SDPA's CPU kernel; SDPA elsewhere), sdpa or eager."})
-    max_length: int | None = field(default=None, metadata={"help": "Tokens per text, special tokens included (default: the training texts' 99th percentile rounded up to 8, at most 256)."})
-    truncation: str = field(default="head+tail", metadata={"help": "Which tokens long reviews keep: head, tail or head+tail."})
+    attention_dropout: float | None = field(default=None, metadata={
+        "help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
+    attention: str = field(default="auto", metadata={
+        "help": "Attention kernel: auto (bf16 matmul attention on CPU up to 256 tokens, ~1.3x faster training than "
+                "SDPA's CPU kernel; SDPA elsewhere), sdpa or eager."})
+    max_length: int | None = field(default=None, metadata={
+        "help": "Tokens per text, special tokens included (default: the training texts' 99th percentile "
+                "rounded up to 8, at most 256)."})
+    truncation: str = field(default="head+tail", metadata={
+        "help": "Which tokens long reviews keep: head, tail or head+tail."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
-    layer_lr_decay: float = field(default=1.0, metadata={"help": "Layer-wise learning-rate decay: each encoder layer learns at this factor times the rate of the layer above, the embeddings lowest (1.0: off; 0.8-0.95 is usual)."})
+    layer_lr_decay: float = field(default=1.0, metadata={
+        "help": "Layer-wise learning-rate decay: each encoder layer learns at this factor times the rate of the layer "
+                "above, the embeddings lowest (1.0: off; 0.8-0.95 is usual)."})
     epochs: float = field(default=1.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
     batch_size: int = field(default=16, metadata={"help": "Training examples per device per step."})
     eval_batch_size: int = field(default=64, metadata={"help": "Examples per batch at evaluation and prediction."})
-    gradient_accumulation: int = field(default=1, metadata={"help": "Steps whose gradients add up before an optimizer step."})
+    gradient_accumulation: int = field(default=1, metadata={
+        "help": "Steps whose gradients add up before an optimizer step."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
-    scheduler: str = field(default="linear", metadata={"help": "Learning-rate schedule: linear, cosine, constant_with_warmup, ..."})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), bf16, fp16 or fp32."})
-    group_by_length: bool = field(default=True, metadata={"help": "Batch reviews of similar length together (less padding)."})
-    class_weights: bool = field(default=False, metadata={"help": "Weight the loss by inverse class frequency (for imbalanced data)."})
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate and checkpoint every N steps (0: about 4 times per epoch)."})
-    selection_metric: str = field(default="auto", metadata={"help": "Validation metric that picks the best checkpoint, early-stops and scores tuning trials: auto (F1 of the positive class for two classes, macro F1 above), f1, f1_macro, recall_macro or accuracy."})
-    early_stopping_patience: int = field(default=3, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."})
+    scheduler: str = field(default="linear", metadata={
+        "help": "Learning-rate schedule: linear, cosine, constant_with_warmup, ..."})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), "
+                "bf16, fp16 or fp32."})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "Batch reviews of similar length together (less padding)."})
+    class_weights: bool = field(default=False, metadata={
+        "help": "Weight the loss by inverse class frequency (for imbalanced data)."})
+    eval_steps: int = field(default=0, metadata={
+        "help": "Evaluate and checkpoint every N steps (0: about 4 times per epoch)."})
+    selection_metric: str = field(default="auto", metadata={
+        "help": "Validation metric that picks the best checkpoint, early-stops and scores tuning trials: auto (F1 of "
+                "the positive class for two classes, macro F1 above), f1, f1_macro, recall_macro or accuracy."})
+    early_stopping_patience: int = field(default=3, metadata={
+        "help": "Stop after N evaluations without a better validation F1 (0: never)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (the best is always kept)."})
     logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
     seed: int = field(default=42, metadata={"help": "Seed for model initialisation and data order."})
@@ -171,7 +191,8 @@ def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         if getattr(cfg, name) not in choices:
             raise SentituneError(f"{where}: {name} = {getattr(cfg, name)!r}; use one of {', '.join(choices)}.")
     if cfg.max_steps == 0 or cfg.max_steps < -1:
-        raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; use a positive number of steps, or -1 for --epochs.")
+        raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; "
+                             "use a positive number of steps, or -1 for --epochs.")
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
         raise SentituneError(f"{where}: name = {cfg.name!r}; use a plain folder name (no '/', no leading '.').")
     return cfg

@@ -73,7 +73,8 @@ def slices(frame: pd.DataFrame, max_length: int, labels: LabelScheme | None = No
 
 
 def weakest_slice(slice_tables: dict[str, list[dict]], min_n: int = 20) -> dict | None:
-    """The group with the lowest accuracy among groups of at least `min_n` examples: {slice, group, n, accuracy, ...}."""
+    """The group with the lowest accuracy among groups of at least `min_n` examples:
+    {slice, group, n, accuracy, ...}."""
     rows = [{"slice": name, **row} for name, table in slice_tables.items() for row in table if row["n"] >= min_n]
     return min(rows, key=lambda r: r["accuracy"]) if rows else None
 
@@ -103,7 +104,8 @@ def example_rows(frame: pd.DataFrame, names, excerpt_chars: int = 400) -> list[d
 def error_examples(frame: pd.DataFrame, names, top_n: int = 10) -> dict:
     """The most confident errors per true class, the least sure predictions, and error counts per true class."""
     wrong = frame[frame["pred"] != frame["label"]]
-    confident = {name: example_rows(wrong[wrong["label"] == k].sort_values("confidence", ascending=False).head(top_n), names)
+    confident = {name: example_rows(
+                     wrong[wrong["label"] == k].sort_values("confidence", ascending=False).head(top_n), names)
                  for k, name in enumerate(names)}
     least_sure = frame.sort_values("confidence", kind="stable").head(top_n)
     return {"confident": confident, "least_sure": example_rows(least_sure, names),
@@ -169,11 +171,13 @@ def predict_on_data(run: RunFolder, data_cfg, split: str = "test", backend: str 
     if labels.names == tuple(str(i) for i in range(trained.n)) or labels.matches(trained):  # ids, or other spellings
         labels = trained
     if labels.names != trained.names:
-        raise SentituneError(f"--data {data_cfg.data}: its classes {list(labels.names)} differ from the {trained.n} classes "
-                             f"the model was fine-tuned on {list(trained.names)}; pass --labels to map them in that order.")
+        raise SentituneError(f"--data {data_cfg.data}: its classes {list(labels.names)} "
+                             f"differ from the {trained.n} classes the model was fine-tuned on {list(trained.names)}; "
+                             "pass --labels to map them in that order.")
     scored = model.score(frame["text"].tolist(), windows=windows, clean=False)
     frame = frame.assign(split=split, **prediction_columns(scored.probs, scored.logits), n_tokens=scored.n_tokens,
-                         truncated=scored.n_tokens > model.max_length, rating=frame["rating"] if "rating" in frame else -1)
+                         truncated=scored.n_tokens > model.max_length,
+                         rating=frame["rating"] if "rating" in frame else -1)
     return frame, examples_descriptor(frame, split, data_cfg), trained
 
 
@@ -204,7 +208,8 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n:
         raise SentituneError(f"{run.predictions_path}: no rows for split '{split}'; choose validation or test.")
     evaluation = {"run": config.name or run.name, "split": split, "data": source, "examples": examples,
                   **analyze(frame, labels, validation, config.max_length or 256, top_n, temperature)}
-    evaluation["matches_metrics_json"] = matches(evaluation["metrics"], recorded.get(split)) if data_cfg is None else None
+    evaluation["matches_metrics_json"] = (matches(evaluation["metrics"], recorded.get(split))
+                                          if data_cfg is None else None)
     if plots:
         made = plotting.evaluation_plots(frame, evaluation, Path(out_dir) / "plots", labels)
         if data_cfg is None:
@@ -218,5 +223,6 @@ def matches(metrics: dict, recorded: dict | None, tolerance: float = 1e-6) -> bo
     """Whether the recomputed headline numbers equal those recorded at training time (None when none were)."""
     if not recorded:
         return None
-    keys = [k for k in ("n", "accuracy", "f1", "f1_macro", "roc_auc") if recorded.get(k) is not None and metrics.get(k) is not None]
+    keys = [k for k in ("n", "accuracy", "f1", "f1_macro", "roc_auc")
+            if recorded.get(k) is not None and metrics.get(k) is not None]
     return all(abs(float(metrics[k]) - float(recorded[k])) <= tolerance for k in keys)

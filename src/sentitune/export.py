@@ -43,7 +43,8 @@ def _export_graph(model_dir: Path, path: Path):
 
     model = load_pretrained(str(model_dir), AutoModelForSequenceClassification, attn_implementation="eager").eval()
     ids = torch.full((2, 16), 1000, dtype=torch.long)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"}}
     with warnings.catch_warnings():  # the TorchScript exporter: onnxruntime's fusions recognise its graphs
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (ids, torch.ones_like(ids)), str(path), input_names=["input_ids", "attention_mask"],
@@ -65,7 +66,8 @@ def _fused(raw: Path, out: Path, config) -> None:
 
 
 def _quantized(src: Path, out: Path) -> None:
-    """Dynamic int8: weights per output channel (per-tensor lost 0.65 points on IMDB; per-channel none, docs/benchmarks.md)."""
+    """Dynamic int8: weights per output channel (per-tensor lost 0.65 points on IMDB; per-channel none,
+    docs/benchmarks.md)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -23,7 +23,8 @@ POSITIVE_WORDS = {"1", "pos", "positive", "true", "yes", "good"}
 # Known scales, lowest first; a data label matches a rung when its lower-cased, stripped text is in the set.
 SCALES: tuple[tuple[set[str], ...], ...] = (
     ({"very negative", "very_negative", "very neg", "strongly negative"}, {"negative", "neg"},
-     {"neutral", "neu", "mixed"}, {"positive", "pos"}, {"very positive", "very_positive", "very pos", "strongly positive"}),
+     {"neutral", "neu", "mixed"}, {"positive", "pos"},
+     {"very positive", "very_positive", "very pos", "strongly positive"}),
     ({"negative", "neg"}, {"neutral", "neu", "mixed"}, {"positive", "pos"}),
 )
 _STARS = re.compile(r"^\s*(\d+)\s*stars?\s*$", re.IGNORECASE)

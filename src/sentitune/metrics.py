@@ -96,7 +96,8 @@ def _checked(labels, probs, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if (y < 0).any() or (y >= p.shape[1]).any():
         raise SentituneError(f"classification_metrics: labels must be class ids 0..{p.shape[1] - 1}.")
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1 + 1e-6).any():
-        raise SentituneError("classification_metrics: probs must be probabilities in [0, 1]; pass softmax outputs, not logits.")
+        raise SentituneError("classification_metrics: probs must be probabilities in [0, 1]; "
+                             "pass softmax outputs, not logits.")
     pred = p.argmax(1) if pred is None else np.asarray(pred, int).ravel()
     return y, p, pred
 
@@ -131,12 +132,14 @@ def bootstrap_intervals(y, pred, k: int, count: int = BOOTSTRAP, seed: int = 0) 
     for chunk in np.array_split(rows, max(1, count // 200)):
         for key, values in _macro(_confusions(y, pred, k, chunk)).items():
             out.setdefault(key, []).append(values)
-    return {f"{key}_ci95": np.percentile(np.concatenate(v), [2.5, 97.5]).tolist() for key, v in out.items() if key != "accuracy"}
+    return {f"{key}_ci95": np.percentile(np.concatenate(v), [2.5, 97.5]).tolist() for key, v in out.items()
+            if key != "accuracy"}
 
 
 def per_class(y, pred, names) -> list[dict]:
     k = len(names)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=list(range(k)),
+                                                                         zero_division=0)
     return [{"label": str(names[i]), "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
              "support": int(support[i])} for i in range(k)]
 
@@ -174,7 +177,8 @@ def classification_metrics(labels, probs, names=None, ordinal: bool = False, pre
     macro = {key: float(v) for key, v in _macro(confusion).items() if key != "accuracy"}
     out = {"n": int(len(y)), "n_classes": k, "labels": names, "accuracy": correct / len(y),
            "accuracy_ci95": wilson_interval(correct, len(y)), **macro,
-           "precision_macro": float(skm.precision_score(y, pred, labels=list(range(k)), average="macro", zero_division=0))}
+           "precision_macro": float(skm.precision_score(y, pred, labels=list(range(k)), average="macro",
+                                                        zero_division=0))}
     if bootstrap:
         out |= bootstrap_intervals(y, pred, k, bootstrap, seed)
     out["per_class"] = per_class(y, pred, names)
@@ -187,7 +191,8 @@ def classification_metrics(labels, probs, names=None, ordinal: bool = False, pre
         out |= binary_metrics(y, p, pred)
     elif len(np.unique(y)) == k:
         normalised = p / p.sum(1, keepdims=True)
-        out["roc_auc"] = float(skm.roc_auc_score(y, normalised, multi_class="ovr", average="macro", labels=list(range(k))))
+        out["roc_auc"] = float(skm.roc_auc_score(y, normalised, multi_class="ovr", average="macro",
+                                                 labels=list(range(k))))
     if ordinal:
         out |= ordinal_metrics(y, pred, k)
     return out
@@ -205,7 +210,8 @@ def mcnemar(correct_a, correct_b) -> dict:
     a = np.asarray(correct_a, dtype=bool).ravel()
     b = np.asarray(correct_b, dtype=bool).ravel()
     if len(a) != len(b) or len(a) == 0:
-        raise SentituneError(f"mcnemar: correct_a ({len(a)}) and correct_b ({len(b)}) must be non-empty and score the same examples.")
+        raise SentituneError(f"mcnemar: correct_a ({len(a)}) and correct_b ({len(b)}) "
+                             "must be non-empty and score the same examples.")
     a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
     discordant = a_only + b_only
     if discordant == 0:

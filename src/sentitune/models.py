@@ -63,7 +63,8 @@ def _check_weights(name: str, flag: str) -> None:
         return
     if not any(folder.glob("*.safetensors")):
         pickles = [p.name for p in folder.glob("*.bin")]
-        hint = "convert the .bin weights with transformers' save_pretrained" if pickles else "save the model there first"
+        hint = ("convert the .bin weights with transformers' save_pretrained" if pickles
+                else "save the model there first")
         raise SentituneError(f"{flag} {name}: no safetensors weights; sentitune loads only safetensors ({hint}).")
 
 
@@ -72,8 +73,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, flag: str = "--mo
     from transformers import AutoTokenizer
 
     folder = Path(name).expanduser()
-    if folder.is_dir() and not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
-                                                                   "spiece.model", "vocab.json", "sentencepiece.bpe.model")):
+    if folder.is_dir() and not any((folder / f).is_file()
+                                   for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                                             "spiece.model", "vocab.json", "sentencepiece.bpe.model")):
         raise SentituneError(f"{flag} {name}: no tokenizer files (tokenizer.json, vocab.txt, ...); save the tokenizer "
                              "beside the model with tokenizer.save_pretrained.")
     try:

@@ -139,7 +139,8 @@ class SentimentModel:
 
     @property
     def default_batch_size(self) -> int:
-        """Fastest measured here: one review at a time for onnxruntime (no padding), 16 for torch on a CPU, 64 on a GPU."""
+        """Fastest measured here: one review at a time for onnxruntime (no padding), 16 for torch on a CPU,
+        64 on a GPU."""
         if isinstance(self.model, OnnxClassifier):
             return 1
         return 16 if self.runtime.on_cpu else 64
@@ -188,13 +189,15 @@ class SentimentModel:
         counts = np.bincount(owner, minlength=len(texts))[:, None]
         logit = np.stack([np.bincount(owner, weights=window_logits[:, k], minlength=len(texts))
                           for k in range(window_logits.shape[1])], 1) / counts
-        return Scored(softmax(logit), logit.astype(np.float32), np.array([len(s) + len(prefix) + len(suffix) for s in ids]))
+        return Scored(softmax(logit), logit.astype(np.float32),
+                      np.array([len(s) + len(prefix) + len(suffix) for s in ids]))
 
     def predict_proba(self, texts: list[str], batch_size: int | None = None, windows: bool = False) -> np.ndarray:
         """(n, K) class probabilities, columns in `self.labels.names` order."""
         return self.score(texts, batch_size, windows=windows).probs
 
-    def predict(self, texts: list[str] | str, batch_size: int | None = None, windows: bool = False) -> list[dict] | dict:
+    def predict(self, texts: list[str] | str, batch_size: int | None = None,
+                windows: bool = False) -> list[dict] | dict:
         """[{label, score, scores}] per text: the predicted class, its probability and every class's
         (`label`/`score` as `transformers.pipeline("text-classification")` returns them)."""
         single = isinstance(texts, str)

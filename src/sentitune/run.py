@@ -32,7 +32,8 @@ from .errors import SentituneError
 from .io import atomic_dir, atomic_write_text
 from .labels import LabelScheme
 
-CONFIG, METRICS, PREDICTIONS, EVALUATION, LOG = "config.yaml", "metrics.json", "predictions.parquet", "evaluation.json", "log.jsonl"
+CONFIG, METRICS, PREDICTIONS, EVALUATION, LOG = (
+    "config.yaml", "metrics.json", "predictions.parquet", "evaluation.json", "log.jsonl")
 DATA_STATS, COMPARISON, BASELINE, BUDGET = "data_stats.json", "comparison.json", "baseline.json", "budget.json"
 MODEL, PLOTS, TB, CHECKPOINTS, BASELINES, COMPARISON_DIR, EVALUATIONS = (
     "model", "plots", "tb", "checkpoints", "baselines", "comparison", "evaluations")
@@ -120,7 +121,8 @@ def upgrade_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     if class_columns(frame) or "prob" not in frame:
         return frame
     p = frame["prob"].to_numpy(float)
-    margin = frame["margin"].to_numpy(float) if "margin" in frame else np.log(np.clip(p, 1e-7, 1) / np.clip(1 - p, 1e-7, 1))
+    margin = (frame["margin"].to_numpy(float) if "margin" in frame
+              else np.log(np.clip(p, 1e-7, 1) / np.clip(1 - p, 1e-7, 1)))
     columns = prediction_columns(np.stack([1 - p, p], 1), np.stack([np.zeros_like(margin), margin], 1))
     if "pred" in frame:
         columns["pred"] = frame["pred"].to_numpy(int)
@@ -130,7 +132,8 @@ def upgrade_predictions(frame: pd.DataFrame) -> pd.DataFrame:
 def read_predictions(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise SentituneError(f"{path}: not found; train the run first (sentitune train) or pass --data to predict afresh.")
+        raise SentituneError(f"{path}: not found; "
+                             "train the run first (sentitune train) or pass --data to predict afresh.")
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for torn files
@@ -199,7 +202,8 @@ class RunFolder:
     def require(self) -> "RunFolder":
         """This folder if it holds a finished run; one-line error otherwise."""
         if self.is_partial:
-            raise SentituneError(f"{self.path}: an unfinished run (.partial); finish it with `sentitune train --resume`.")
+            raise SentituneError(f"{self.path}: an unfinished run (.partial); "
+                                 "finish it with `sentitune train --resume`.")
         if not self.metrics_path.is_file():
             raise SentituneError(f"{self.path}: no {METRICS}; pass a run folder made by `sentitune train`.")
         return self
@@ -316,7 +320,8 @@ def read_comparison(source) -> dict:
     candidates = [path] if path.suffix == ".json" else [path / COMPARISON, path / COMPARISON_DIR / COMPARISON]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
-        raise SentituneError(f"--comparison {path}: no {COMPARISON}; build it with `sentitune compare RUN BASELINES... --out DIR`.")
+        raise SentituneError(f"--comparison {path}: no {COMPARISON}; "
+                             "build it with `sentitune compare RUN BASELINES... --out DIR`.")
     table = read_json(found)
     if not isinstance(table.get("rows"), list):
         raise SentituneError(f"{found}: expected the table `sentitune compare` writes (a JSON object with 'rows').")
@@ -349,7 +354,8 @@ def read_baseline(folder: str | Path) -> dict:
     try:
         result = json.loads((folder / BASELINE).read_text())
     except (OSError, ValueError) as exc:
-        raise SentituneError(f"{folder}: not a readable baseline folder ({type(exc).__name__}); re-run `sentitune baseline`.") from None
+        raise SentituneError(f"{folder}: not a readable baseline folder ({type(exc).__name__}); "
+                             "re-run `sentitune baseline`.") from None
     result["predictions"] = read_predictions(folder / PREDICTIONS)
     return result
 
@@ -373,5 +379,6 @@ def upgrade_evaluation(evaluation: dict) -> dict:
         out["errors"] = {"confident": {"negative": [row(r) for r in errors["false_positives"]],
                                        "positive": [row(r) for r in errors["false_negatives"]]},
                          "least_sure": [row(r) for r in errors.get("least_sure", [])],
-                         "n_errors": {"negative": errors.get("n_false_positives"), "positive": errors.get("n_false_negatives")}}
+                         "n_errors": {"negative": errors.get("n_false_positives"),
+                                      "positive": errors.get("n_false_negatives")}}
     return out

@@ -34,8 +34,8 @@ class FirstTokenLayer(torch.nn.Module):
             attention_mask = attention_mask[..., :1, :]
         eager = sys.modules[type(attn).__module__].eager_attention_forward
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager)
-        out, _ = attend(attn, heads(attn.query(first)), heads(attn.key(hidden_states)), heads(attn.value(hidden_states)),
-                        attention_mask, dropout=0.0, scaling=attn.scaling)
+        out, _ = attend(attn, heads(attn.query(first)), heads(attn.key(hidden_states)),
+                        heads(attn.value(hidden_states)), attention_mask, dropout=0.0, scaling=attn.scaling)
         out = self.layer.attention.output(out.reshape(first.shape[0], 1, -1), first)
         return self.layer.feed_forward_chunk(out)
 

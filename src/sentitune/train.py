@@ -133,7 +133,8 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
         return None
     complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
                 and p.name.split("-")[-1].isdigit()]
-    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else get_last_checkpoint(str(checkpoints))
+    return (str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete
+            else get_last_checkpoint(str(checkpoints)))
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:

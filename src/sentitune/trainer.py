@@ -37,7 +37,8 @@ from .models import load_classifier, load_tokenizer, quiet_transformers
 
 log = logging.getLogger("sentitune")
 MODEL_COLUMNS = ["input_ids", "attention_mask", "label"]
-AUTO_MAX_LENGTH_CAP = 256  # head+tail at 256 tokens matched 512 on IMDB within noise (docs/results.md), at half the cost
+# head+tail at 256 tokens matched 512 on IMDB within noise (docs/results.md), at half the cost
+AUTO_MAX_LENGTH_CAP = 256
 
 
 @dataclass
@@ -82,8 +83,9 @@ def resolve_max_length(cfg: TrainConfig, texts, tokenizer, report: dict) -> Trai
         return cfg
     p99 = token_length_percentile(texts, tokenizer, 99)
     value = min(max(8, math.ceil(p99 / 8) * 8), AUTO_MAX_LENGTH_CAP, model_limit)
-    report["max_length"] = {"value": value, "source": f"99th percentile of training token lengths ({p99}), "
-                                                      f"rounded up to 8, at most {min(AUTO_MAX_LENGTH_CAP, model_limit)}"}
+    report["max_length"] = {"value": value,
+                            "source": f"99th percentile of training token lengths ({p99}), "
+                                      f"rounded up to 8, at most {min(AUTO_MAX_LENGTH_CAP, model_limit)}"}
     log.info("max_length %d: %s", value, report["max_length"]["source"])
     return dataclasses.replace(cfg, max_length=value)
 
@@ -262,8 +264,9 @@ class RichProgress(TrainerCallback):
         )
 
         if state.is_world_process_zero:
-            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     transient=False)
             self.progress.start()
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
             self.start = (state.global_step, time.perf_counter())
@@ -272,7 +275,8 @@ class RichProgress(TrainerCallback):
         if self.progress:
             seconds = max(time.perf_counter() - self.start[1], 1e-9)
             rate = (state.global_step - self.start[0]) * self.examples_per_step / seconds
-            loss = next((f"{h['loss']:.3f}" for h in reversed(state.log_history) if "loss" in h), "-")  # none logged yet
+            loss = next((f"{h['loss']:.3f}" for h in reversed(state.log_history) if "loss" in h),
+                        "-")  # none logged yet
             self.progress.update(self.task, completed=state.global_step, info=f"loss {loss} | {rate:.1f} ex/s")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):

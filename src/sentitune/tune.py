@@ -59,15 +59,18 @@ EVALS_PER_EPOCH = 4  # as `train` does when eval_steps is 0
 def check_space(space: dict, where: str = "search space") -> dict:
     """The space if every entry is `field: {type: float|int, low, high[, log]}` or `{type: categorical, choices}`."""
     if not isinstance(space, dict) or not space:
-        raise SentituneError(f"{where}: expected a non-empty mapping of TrainConfig field: {{type, low, high}} or {{type: categorical, choices}}.")
+        raise SentituneError(f"{where}: expected a non-empty mapping of TrainConfig field: "
+                             f"{{type, low, high}} or {{type: categorical, choices}}.")
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - UNTUNABLE
     for name, spec in space.items():
         if name not in fields:
-            raise SentituneError(f"{where}: '{name}' is not a tunable TrainConfig field; use one of {', '.join(sorted(fields))}.")
+            raise SentituneError(f"{where}: '{name}' is not a tunable TrainConfig field; "
+                                 f"use one of {', '.join(sorted(fields))}.")
         kind = spec.get("type") if isinstance(spec, dict) else None
         if kind == "categorical":
             if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                raise SentituneError(f"{where}: {name} is categorical but has no list of choices; add choices: [a, b, ...].")
+                raise SentituneError(f"{where}: {name} is categorical but has no list of choices; "
+                                     "add choices: [a, b, ...].")
         elif kind in ("float", "int"):
             low, high = spec.get("low"), spec.get("high")
             if not all(isinstance(v, (int, float)) for v in (low, high)) or low > high:
@@ -80,7 +83,8 @@ def check_space(space: dict, where: str = "search space") -> dict:
 
 
 def load_space(path: str | Path | None) -> dict:
-    """The search space from a YAML file (`field: spec` at the top level, or under `search_space:`); None: the default."""
+    """The search space from a YAML file (`field: spec` at the top level, or under `search_space:`);
+    None: the default."""
     if path is None:
         return copy.deepcopy(DEFAULT_SPACE)
     loaded = read_yaml(path, "--space")
@@ -126,17 +130,20 @@ def open_storage(url: str, heartbeat_s: int = 30) -> optuna.storages.BaseStorage
             try:
                 return _rdb_storage(url, engine_kwargs, heartbeat_s)
             except (ImportError, ModuleNotFoundError) as exc:
-                raise SentituneError(f"--storage {redacted(url)}: missing database driver ({exc.name}); pip install it.") from None
+                raise SentituneError(f"--storage {redacted(url)}: missing database driver ({exc.name}); "
+                                     "pip install it.") from None
             except Exception as exc:  # sqlalchemy raises many types for bad URLs or unreachable servers
                 # workers that start together race to create the schema: the loser fails once, then finds it made
                 if type(exc).__name__ not in {"IntegrityError", "OperationalError"} or attempt == 4:
-                    raise SentituneError(f"--storage {redacted(url)}: cannot open ({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
+                    raise SentituneError(f"--storage {redacted(url)}: cannot open ({type(exc).__name__}: "
+                                         f"{str(exc).splitlines()[0]}).") from None
                 time.sleep(0.5 * (attempt + 1))
     if Path(url).suffix in {".log", ".journal", ".jsonl"}:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(url)
         return optuna.storages.JournalStorage(backend)
-    raise SentituneError(f"--storage {url}: use a database URL (sqlite:///path.db, postgresql://..., mysql://...) or a journal file ending in .log.")
+    raise SentituneError(f"--storage {url}: use a database URL (sqlite:///path.db, postgresql://..., mysql://...) "
+                         "or a journal file ending in .log.")
 
 
 def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_s: int) -> optuna.storages.RDBStorage:
@@ -168,7 +175,8 @@ def make_sampler(seed: int, n_trials: int, trials_so_far: int) -> optuna.sampler
                                           multivariate=True, constant_liar=True)
 
 
-def make_pruner(pruner: str | optuna.pruners.BasePruner, eval_every: int, max_examples: int) -> optuna.pruners.BasePruner:
+def make_pruner(pruner: str | optuna.pruners.BasePruner, eval_every: int,
+                max_examples: int) -> optuna.pruners.BasePruner:
     """Median: stop a trial below the median of finished ones at the same number of examples, from its
     second evaluation on. Hyperband: successive halving from one evaluation up to the longest trial."""
     if isinstance(pruner, optuna.pruners.BasePruner):
@@ -176,7 +184,8 @@ def make_pruner(pruner: str | optuna.pruners.BasePruner, eval_every: int, max_ex
     if pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2 * eval_every)
     if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=max(max_examples, eval_every), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=max(max_examples, eval_every),
+                                              reduction_factor=3)
     if pruner == "none":
         return optuna.pruners.NopPruner()
     raise SentituneError(f"--pruner {pruner}: use one of {', '.join(PRUNERS)}.")
@@ -185,7 +194,8 @@ def make_pruner(pruner: str | optuna.pruners.BasePruner, eval_every: int, max_ex
 def open_study(name: str, url: str, direction: str = "maximize", heartbeat_s: int = 30) -> optuna.Study:
     """Create the study, or load it when it exists (a crashed session, or another worker)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=name, storage=open_storage(url, heartbeat_s), direction=direction, load_if_exists=True)
+    return optuna.create_study(study_name=name, storage=open_storage(url, heartbeat_s), direction=direction,
+                               load_if_exists=True)
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -249,7 +259,8 @@ def eval_every_examples(base: TrainConfig, space: dict, train_size: int) -> int:
     config's eval_steps), rounded to a multiple of every possible step size, so all trials report at the
     same examples-seen values and the pruner can compare them."""
     unit = lcm_of(examples_per_step_values(base, space))
-    target = base.eval_steps * base.batch_size * base.gradient_accumulation if base.eval_steps else train_size / EVALS_PER_EPOCH
+    target = (base.eval_steps * base.batch_size * base.gradient_accumulation if base.eval_steps
+              else train_size / EVALS_PER_EPOCH)
     return max(unit, round(target / unit) * unit)
 
 
@@ -280,7 +291,8 @@ class TrialRunner:
         from .config import load_config
 
         params = suggested_params(trial, self.space)
-        batch = params.get("batch_size", self.base.batch_size) * params.get("gradient_accumulation", self.base.gradient_accumulation)
+        batch = (params.get("batch_size", self.base.batch_size)
+                 * params.get("gradient_accumulation", self.base.gradient_accumulation))
         values = {**self.base.to_dict(), **params, "name": f"{self.study_name}-trial-{trial.number}",
                   "output_dir": str(self.study_dir / "trials"), "eval_steps": max(1, self.eval_every // batch)}
         return load_config(overrides=values)
@@ -325,7 +337,8 @@ class TrialRunner:
         best = max(evals, key=lambda e: e["value"], default=None)
         atomic_write_text(RunFolder(work_dir.parent).log_path, "".join(json.dumps(h) + "\n" for h in history))
         return {"state": "pruned" if pruned_because else "complete", "pruned_because": pruned_because,
-                "metric": self.metric, "best_value": best["value"] if best else None, "best_step": best["step"] if best else None,
+                "metric": self.metric, "best_value": best["value"] if best else None,
+                "best_step": best["step"] if best else None,
                 "validation_at_best": best, "evaluations": evals, "steps": trainer.state.global_step,
                 "wall_time_s": round(time.perf_counter() - started, 1), "train_samples": self.train_size,
                 "validation_samples": len(self.prepared.splits["validation"])}
@@ -339,7 +352,8 @@ def best_config(study: optuna.Study, study_dir: Path, base: TrainConfig) -> Trai
     train + validation for the trial's fixed schedule (no early stopping: validation is in-sample then)."""
     saved = RunFolder(Path(study_dir) / "trials" / str(study.best_trial.number))
     trial_cfg = saved.config() if saved.config_path.is_file() else with_params(base, study.best_trial.params)
-    return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir, early_stopping_patience=0,
+    return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir,
+                               early_stopping_patience=0,
                                data=dataclasses.replace(trial_cfg.data, validation_in_train=True))
 
 
@@ -389,7 +403,8 @@ def write_plots(study: optuna.Study, plots_dir: Path) -> dict[str, str]:
             if ax.get_xscale() == "log":  # minor tick labels of a log axis overlap in narrow panels
                 ax.xaxis.set_minor_formatter(NullFormatter())
         figure = first.figure
-        figure.set_size_inches(max(figure.get_size_inches()[0], 6.4, 2.8 * len(panels)), max(figure.get_size_inches()[1], 4.0))
+        figure.set_size_inches(max(figure.get_size_inches()[0], 6.4, 2.8 * len(panels)),
+                               max(figure.get_size_inches()[1], 4.0))
         figure.savefig(plots_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(figure)
         written[name] = f"plots/{name}.png"
@@ -413,10 +428,12 @@ def study_summary(study: optuna.Study, url: str, base: TrainConfig, space: dict,
         "study": study.study_name, "storage": redacted(url), "direction": "maximize",
         "objective": "validation F1 (best evaluation of each trial; the test set is never used)",
         "counts": {s: states.count(s) for s in sorted(set(states))},
-        "best": {"number": best.number, "validation_f1": best.value, "params": best.params, "config": "best.yaml"} if best else None,
+        "best": ({"number": best.number, "validation_f1": best.value, "params": best.params, "config": "best.yaml"}
+                 if best else None),
         "default": {k: getattr(base, k) for k in space},
         "space": space, "trials": [trial_record(t) for t in trials],
-        "sessions": sorted((v for k, v in study.user_attrs.items() if k.startswith("session:")), key=lambda s: s["started"]),
+        "sessions": sorted((v for k, v in study.user_attrs.items() if k.startswith("session:")),
+                           key=lambda s: s["started"]),
         "plots": plots,
     }
 
@@ -442,7 +459,8 @@ def check_same_study(study: optuna.Study, base: TrainConfig, space: dict, study_
         study.set_user_attr("setup", setup)
     elif known != setup:
         what = "search space" if known["space"] != setup["space"] else "base config"
-        raise SentituneError(f"{study_dir}: this study was started with a different {what}; use a new study folder or the original settings.")
+        raise SentituneError(f"{study_dir}: this study was started with a different {what}; "
+                             "use a new study folder or the original settings.")
 
 
 def tune(study_dir: str | Path, base_cfg: TrainConfig, space: dict | None = None, n_trials: int = 8,

@@ -46,7 +46,8 @@ def data_summary(cfg: TrainConfig) -> dict:
 
 
 def score_baselines(splits, labels: LabelScheme, examples: dict, names, out_dir: Path, options: dict) -> list[Path]:
-    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry; print a line each."""
+    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry;
+    print a line each."""
     from .baselines import run_baseline, save_baseline
 
     folders = []
@@ -95,7 +96,8 @@ def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINE
     splits, report = prepare_splits(cfg.data)
     labels = LabelScheme.from_dict(report["labels"])
     examples = examples_descriptor(splits["test"], "test", cfg.data)
-    baseline_dirs = score_baselines(splits, labels, examples, baselines, staging, baseline_options(cfg, probe_per_class))
+    baseline_dirs = score_baselines(splits, labels, examples, baselines, staging,
+                                    baseline_options(cfg, probe_per_class))
     _stage("3/5 fine-tune")
     from .train import train
 

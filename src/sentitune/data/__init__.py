@@ -29,5 +29,5 @@ from .tokenize import (
 
 __all__ = ["DATA_ENV", "DEFAULT_HUB_DATASET", "LOCAL_FORMS", "TRUNCATIONS", "DataConfig", "check_classes", "clean_text",
            "default_data", "examples_descriptor", "holdout_mask", "prepare_frames", "prepare_splits", "read_source",
-           "read_table", "sample_per_class", "scoring_frame", "special_tokens_around", "stratified_sample", "token_length_percentile",
-           "tokenize_function", "tokenize_splits", "truncate_ids"]
+           "read_table", "sample_per_class", "scoring_frame", "special_tokens_around", "stratified_sample",
+           "token_length_percentile", "tokenize_function", "tokenize_splits", "truncate_ids"]

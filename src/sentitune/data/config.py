@@ -28,7 +28,8 @@ class DataConfig:
         "help": "Separate test file for single-file sources; without it a stratified test split is carved out."})
     text_column: str = field(default="text", metadata={"help": "Column that holds the text."})
     label_column: str = field(default="label", metadata={
-        "help": "Column that holds the label: integers, names (neg/neu/pos, '1 star'...), or ratings with --label-threshold."})
+        "help": "Column that holds the label: integers, names (neg/neu/pos, '1 star'...), "
+                "or ratings with --label-threshold."})
     labels: str | None = field(default=None, metadata={
         "help": "Classes in order, lowest first, comma-separated as they appear in the data (e.g. neg,neu,pos). "
                 "Default: inferred (known sentiment names in order, integers ascending)."})
@@ -40,15 +41,19 @@ class DataConfig:
     clean: bool = field(default=True, metadata={
         "help": "Unescape HTML entities, turn <br /> tags into spaces and normalise whitespace."})
     drop_duplicates: bool = field(default=True, metadata={"help": "Drop exact duplicate texts inside train."})
-    drop_test_overlap: bool = field(default=False, metadata={"help": "Drop train texts that also occur in test (always reported)."})
+    drop_test_overlap: bool = field(default=False, metadata={
+        "help": "Drop train texts that also occur in test (always reported)."})
     validation_size: float = field(default=0.1, metadata={
         "help": "Share of train held out for validation when the source has no validation split "
                 "(grouped by movie when known, stratified by class)."})
-    test_size: float = field(default=0.2, metadata={"help": "Share carved out as test when the source has no test split."})
-    train_per_class: int | None = field(default=None, metadata={"help": "Sample N train examples per class (None: all)."})
+    test_size: float = field(default=0.2, metadata={
+        "help": "Share carved out as test when the source has no test split."})
+    train_per_class: int | None = field(default=None, metadata={
+        "help": "Sample N train examples per class (None: all)."})
     train_examples: int | None = field(default=None, metadata={
         "help": "Stratified sample of N train examples, class shares kept (None: all)."})
-    validation_per_class: int | None = field(default=None, metadata={"help": "Sample N validation examples per class (None: all)."})
+    validation_per_class: int | None = field(default=None, metadata={
+        "help": "Sample N validation examples per class (None: all)."})
     test_per_class: int | None = field(default=None, metadata={
         "help": "Sample N test examples per class (None: the whole test split)."})
     seed: int = field(default=42, metadata={"help": "Seed for every sample and split."})

@@ -34,7 +34,8 @@ def read_source(source: str, cfg: DataConfig | None = None) -> dict[str, pd.Data
         raise SentituneError(f"--data: {source} does not exist; pass {LOCAL_FORMS}.")
     else:
         frames = _read_hub(source, cfg)
-    return {split: _checked(df, cfg, f"{source} [{split}]", unlabelled=split == "unsupervised") for split, df in frames.items()}
+    return {split: _checked(df, cfg, f"{source} [{split}]", unlabelled=split == "unsupervised")
+            for split, df in frames.items()}
 
 
 def _checked(df: pd.DataFrame, cfg: DataConfig, where: str, unlabelled: bool) -> pd.DataFrame:
@@ -54,8 +55,8 @@ def _checked(df: pd.DataFrame, cfg: DataConfig, where: str, unlabelled: bool) ->
                              "with --text-column.")
     empty = text.isna() | (text.fillna("").str.strip() == "")
     if empty.any():
-        raise SentituneError(f"{where}: empty text at row {int(np.flatnonzero(empty)[0])} of column '{cfg.text_column}'; "
-                             "remove or fill empty rows.")
+        raise SentituneError(f"{where}: empty text at row {int(np.flatnonzero(empty)[0])} "
+                             f"of column '{cfg.text_column}'; remove or fill empty rows.")
     if unlabelled:
         df["label"] = -1
     elif df["label"].isna().any():
@@ -73,7 +74,8 @@ def _read_folder(path: Path) -> dict[str, pd.DataFrame]:
         if files:
             frames[split] = pd.concat([_read_parquet(f) for f in files], ignore_index=True)
     if "train" not in frames:
-        raise SentituneError(f"--data: {path} holds neither train*.parquet nor an aclImdb layout (train/pos, train/neg); pass {LOCAL_FORMS}.")
+        raise SentituneError(f"--data: {path} holds neither train*.parquet nor an aclImdb layout "
+                             f"(train/pos, train/neg); pass {LOCAL_FORMS}.")
     return frames
 
 
@@ -81,14 +83,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise SentituneError(f"{path}: not a readable parquet file ({type(exc).__name__}); check the file or convert it to CSV/JSONL.") from None
+        raise SentituneError(f"{path}: not a readable parquet file ({type(exc).__name__}); "
+                             "check the file or convert it to CSV/JSONL.") from None
 
 
 def _decode(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SentituneError(f"{where}: invalid UTF-8 at byte offset {exc.start}; re-encode the file as UTF-8.") from None
+        raise SentituneError(f"{where}: invalid UTF-8 at byte offset {exc.start}; "
+                             "re-encode the file as UTF-8.") from None
 
 
 _ACL_NAME = re.compile(r"(\d+)_(\d+)\.txt$")
@@ -130,7 +134,8 @@ def _read_acl_tarball(path: Path) -> dict[str, pd.DataFrame]:
                     name = member.name.split("aclImdb/", 1)[-1]
                     entries[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise SentituneError(f"{path}: not a readable tar.gz archive ({str(exc).splitlines()[0]}); pass aclImdb_v1.tar.gz as downloaded.") from None
+        raise SentituneError(f"{path}: not a readable tar.gz archive ({str(exc).splitlines()[0]}); "
+                             "pass aclImdb_v1.tar.gz as downloaded.") from None
     return _acl_frames(entries, str(path))
 
 
@@ -141,7 +146,8 @@ def _acl_frames(entries: dict[str, bytes], where: str) -> dict[str, pd.DataFrame
     if len(unsup):
         frames["unsupervised"] = unsup.reset_index(drop=True)
     if frames["train"].empty:
-        raise SentituneError(f"--data: {where} has no reviews under train/pos or train/neg; pass an extracted aclImdb/ folder.")
+        raise SentituneError(f"--data: {where} has no reviews under train/pos or train/neg; "
+                             "pass an extracted aclImdb/ folder.")
     return {k: v for k, v in frames.items() if not v.empty}
 
 
@@ -160,7 +166,8 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if not path.is_file():
         raise SentituneError(f"{path}: file not found; check the path given to --data/--test-data.")
     if suffix not in TABLE_SUFFIXES:
-        raise SentituneError(f"{path}: unknown format '{suffix}'; use .csv, .tsv, .jsonl or .parquet (or an aclImdb folder/tarball).")
+        raise SentituneError(f"{path}: unknown format '{suffix}'; "
+                             "use .csv, .tsv, .jsonl or .parquet (or an aclImdb folder/tarball).")
     if suffix == ".parquet":
         df = _read_parquet(path)
     else:
@@ -171,7 +178,8 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
             else:
                 df = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
         except ValueError as exc:
-            raise SentituneError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(exc).splitlines()[0]}); fix the file.") from None
+            raise SentituneError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(exc).splitlines()[0]}); "
+                                 "fix the file.") from None
     return df
 
 
@@ -194,7 +202,8 @@ def _read_hub(dataset_id: str, cfg: DataConfig) -> dict[str, pd.DataFrame]:
         if cfg.text_column in df.columns and cfg.label_column in df.columns:
             frames[split] = df
     if "train" not in frames:
-        raise SentituneError(f"--data: '{dataset_id}' has no train split with columns {cfg.text_column}/{cfg.label_column}; pass --text-column/--label-column.")
+        raise SentituneError(f"--data: '{dataset_id}' has no train split with columns "
+                             f"{cfg.text_column}/{cfg.label_column}; pass --text-column/--label-column.")
     return frames
 
 

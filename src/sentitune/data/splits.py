@@ -74,7 +74,8 @@ def holdout_mask(df: pd.DataFrame, size: float, seed: int, what: str = "validati
 def check_classes(df: pd.DataFrame, split: str, source: str, scheme: LabelScheme, minimum: int = 1) -> None:
     """Every class present at least `minimum` times in `split`; one-line errors naming the class otherwise."""
     if df.empty:
-        raise SentituneError(f"{source}: split '{split}' would be empty; lower validation_size/*_per_class or add data.")
+        raise SentituneError(f"{source}: split '{split}' would be empty; "
+                             "lower validation_size/*_per_class or add data.")
     counts = np.bincount(df["label"].to_numpy(int), minlength=scheme.n)
     short = {scheme.names[i]: int(c) for i, c in enumerate(counts) if c < minimum}
     if short:
@@ -94,7 +95,8 @@ def label_scheme(frames: dict[str, pd.DataFrame], cfg: DataConfig) -> LabelSchem
         return LabelScheme(("negative", "positive"), False, ("0", "1"))
     names = None
     if all("label_name" in f.columns for k, f in frames.items() if k != "unsupervised"):
-        pairs = pd.concat([f[["label", "label_name"]] for k, f in frames.items() if k != "unsupervised"]).drop_duplicates()
+        pairs = pd.concat([f[["label", "label_name"]] for k, f in frames.items()
+                           if k != "unsupervised"]).drop_duplicates()
         if pd.api.types.is_integer_dtype(pairs["label"]) and pairs["label"].is_unique:
             names = dict(zip(pairs["label"].astype(int), pairs["label_name"].astype(str)))
     return infer_scheme(labelled, cfg.labels, cfg.ordinal, names, where=f"{cfg.data} column '{cfg.label_column}'")
@@ -111,7 +113,8 @@ def class_shares(df: pd.DataFrame, scheme: LabelScheme) -> dict[str, float]:
     return {name: round(float(c / max(counts.sum(), 1)), 4) for name, c in zip(scheme.names, counts)}
 
 
-def prepare_frames(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+def prepare_frames(cfg: DataConfig,
+                   frames: dict[str, pd.DataFrame] | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
     """Encode labels, clean, de-duplicate, split and sample; returns {train, validation, test} frames and a report
     (with the label scheme under `labels`)."""
     frames = frames or read_source(cfg.data, cfg)
@@ -159,7 +162,8 @@ def prepare_frames(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = Non
     if report.get("validation_grouped_by") == "movie":
         report["movies_in_train_and_validation"] = len(set(out["train"]["movie"]) & set(out["validation"]["movie"]))
     report["rows"] = {k: len(v) for k, v in out.items()}
-    report["per_class"] = {k: {int(c): int(n) for c, n in v["label"].value_counts().sort_index().items()} for k, v in out.items()}
+    report["per_class"] = {k: {int(c): int(n) for c, n in v["label"].value_counts().sort_index().items()}
+                           for k, v in out.items()}
     report["class_shares"] = {"train": class_shares(frames["train"], scheme), "test": class_shares(test, scheme)}
     report["config"] = asdict(cfg)
     return out, report

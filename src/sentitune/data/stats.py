@@ -22,7 +22,8 @@ def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFram
     texts = {k: (v["text"].map(clean_text) if cfg.clean else v["text"]) for k, v in frames.items()}
     stats: dict = {"source": cfg.data, "splits": {}}
     for split, df in frames.items():
-        entry = {"rows": len(df), "labels": {_label_key(k): int(v) for k, v in df["label"].value_counts().sort_index().items()},
+        entry = {"rows": len(df),
+                 "labels": {_label_key(k): int(v) for k, v in df["label"].value_counts().sort_index().items()},
                  "duplicate_texts": int(texts[split].duplicated().sum())}
         if "rating" in df.columns:
             entry["ratings"] = {int(k): int(v) for k, v in df["rating"].value_counts().sort_index().items()}
@@ -31,7 +32,8 @@ def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFram
         stats["train_texts_in_test"] = int(texts["train"].isin(set(texts["test"])).sum())
     if tokenizer is not None:
         stats["tokenizer"] = tokenizer.name_or_path
-        stats["tokens"] = {split: _length_summary(token_lengths(list(t), tokenizer)) for split, t in texts.items() if split != "unsupervised"}
+        stats["tokens"] = {split: _length_summary(token_lengths(list(t), tokenizer)) for split, t in texts.items()
+                           if split != "unsupervised"}
     return stats
 
 
@@ -63,13 +65,17 @@ def stats_table(stats: dict):
     from rich import box
     from rich.table import Table
 
-    title = f"{stats['source']}: rows, labels, duplicate texts, token length percentiles and share over 256/512 tokens" + (f" (train texts also in test: {stats['train_texts_in_test']})" if "train_texts_in_test" in stats else "")
+    title = (f"{stats['source']}: rows, labels, duplicate texts, token length percentiles and share over 256/512 tokens"
+             + (f" (train texts also in test: {stats['train_texts_in_test']})"
+                if "train_texts_in_test" in stats else ""))
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("split")
     for column in ("rows", "neg", "pos", "dup", "p50", "p90", "p99", ">256", ">512"):
         table.add_column(column, justify="right")
     for split, entry in stats["splits"].items():
         tok = stats.get("tokens", {}).get(split)
-        cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}", f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
-        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}", str(entry["duplicate_texts"]), *cells)
+        cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}",
+                 f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
+        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}",
+                      str(entry["duplicate_texts"]), *cells)
     return table

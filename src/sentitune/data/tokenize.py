@@ -42,13 +42,14 @@ def tokenize_function(tokenizer, max_length: int, truncation: str):
         encoded = tokenizer(batch["text"], add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         ids = [prefix + truncate_ids(e, keep, truncation) + suffix for e in encoded]
         return {"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids],
-                "n_tokens": [len(e) + len(prefix) + len(suffix) for e in encoded], "truncated": [len(e) > keep for e in encoded]}
+                "n_tokens": [len(e) + len(prefix) + len(suffix) for e in encoded],
+                "truncated": [len(e) > keep for e in encoded]}
 
     return tokenize
 
 
-def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail", cache_dir: str | None = None,
-                    use_cache: bool = True):
+def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail",
+                    cache_dir: str | None = None, use_cache: bool = True):
     """Tokenize every split through `datasets.map`, cached on disk by content, tokenizer and settings.
 
     `use_cache=False` keeps the result in memory (DDP ranks other than 0, so that two processes never
@@ -60,7 +61,8 @@ def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = 
     out = {}
     for split, ds in splits.items():
         key = hashlib.sha256(f"{ds._fingerprint}|{vocab}|{max_length}|{truncation}".encode()).hexdigest()[:20]
-        out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(cache / f"{key}.arrow") if use_cache else None,
+        out[split] = ds.map(fn, batched=True, batch_size=1000,
+                            cache_file_name=str(cache / f"{key}.arrow") if use_cache else None,
                             load_from_cache_file=use_cache, desc=f"tokenize {split}")
     return type(splits)(out)
 

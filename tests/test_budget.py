@@ -1,0 +1,47 @@
+"""sentitune.budget: durations, sizing the main job to a budget from measured rates, and the measurement itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentitune.budget import Rates, measure, parse_duration, plan
+from sentitune.config import load_config
+from sentitune.errors import SentituneError
+
+SLOW = Rates(train=5.0, predict=20.0, overhead_s=20.0, cpu="AVX2 test CPU", precision="fp32")
+
+
+def test_durations():
+    assert [parse_duration(t) for t in ("90s", "10m", "1.5h", "42", None, "none")] == [90, 600, 5400, 42, None, None]
+    with pytest.raises(SentituneError, match="--time-budget ten"):
+        parse_duration("ten")
+
+
+def test_a_budget_shrinks_evaluation_then_training_to_fit():
+    cfg = load_config(preset="cpu-quick")
+    job = plan(cfg, SLOW, 600)
+    d = job.cfg.data
+    assert job.total_s <= 600 * 1.01 and job.shrunk
+    assert d.test_per_class < 1000 and d.train_per_class < 2500 and d.train_per_class >= 100
+    assert "about 10 minutes on this CPU (AVX2 test CPU, fp32)" in job.sentence() and "sized down" in job.sentence()
+    assert job.to_dict()["train_per_class"] == d.train_per_class
+
+
+def test_a_generous_budget_or_none_keeps_the_preset():
+    cfg = load_config(preset="cpu-quick")
+    fast = Rates(train=200.0, predict=2000.0, overhead_s=5.0, cpu="fast", precision="bf16")
+    assert plan(cfg, fast, 600).cfg == cfg and not plan(cfg, fast, 600).shrunk
+    estimate = plan(cfg, SLOW, None)
+    assert estimate.cfg == cfg and estimate.total_s > 1000 and "budget" not in estimate.sentence()
+
+
+def test_an_impossible_budget_is_one_line():
+    with pytest.raises(SentituneError, match="--time-budget 1m: this CPU trains 5.0 examples/s"):
+        plan(load_config(preset="cpu-quick"), SLOW, 60)
+
+
+def test_measure_times_real_steps(tiny_model, parquet_folder):
+    cfg = load_config(overrides={"model": str(tiny_model), "max_length": 32, "batch_size": 4,
+                                 "data": {"data": str(parquet_folder), "validation_size": 0.2}})
+    rates = measure(cfg, steps=3)
+    assert rates.train > 0 and rates.predict > 0 and rates.precision in {"fp32", "bf16"} and rates.cpu
