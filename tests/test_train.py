@@ -195,3 +195,26 @@ def test_results_do_not_depend_on_rng_use_before_training(tiny_run, tmp_path):
         cfg = tiny_config(stand_in, data, tmp_path / "runs", name=name)
         losses.append(json.loads((train(cfg) / "metrics.json").read_text())["test"]["log_loss"])
     assert losses[0] == pytest.approx(losses[1], abs=1e-7)
+
+
+def test_a_second_run_of_the_same_name_is_refused_while_the_first_holds_the_lock(tiny_run, tmp_path):
+    import fcntl
+
+    _, cfg, data = tiny_run
+    other = tiny_config(cfg.model, data, tmp_path, name="busy")
+    with (tmp_path / ".busy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SentituneError, match="another sentitune process is training this run"):
+            train(other)
+    assert not (tmp_path / ".busy.partial").exists() and not (tmp_path / "busy").exists()
+
+
+def test_resume_skips_a_checkpoint_without_its_state(tmp_path):
+    from sentitune.train import last_complete_checkpoint
+
+    for step, complete in ((4, True), (8, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).endswith("checkpoint-4")

@@ -389,6 +389,7 @@ def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str |
              "metrics": recorded, "evaluation": evaluation, "m": evaluation["metrics"], "train": train, "data": data,
              "log": run.log(), "examples": examples, "max_length": max_length_fact(data, config, evaluation),
              "hardware": hardware_text(train.get("hardware")), "study": study_of(run, study_dir),
+             "budget": run.budget().get("sentence"),
              "weakest_slices": weakest_slices(evaluation.get("slices") or {}),
              **metric_facts(evaluation, recorded, labels, dataset), **class_facts(evaluation["metrics"], labels, data)}
     model = {"name": facts["name"], "kind": FINE_TUNED, "is_model": True, "metrics": facts["m"],

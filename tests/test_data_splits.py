@@ -1,8 +1,6 @@
-"""The data layer: every source form, cleaning, duplicates, balancing, honest splits, tokenisation, bad input."""
+"""sentitune.data.splits: labels, cleaning, duplicates, honest validation splits, samples, bad input."""
 
 from __future__ import annotations
-
-import tarfile
 
 import pandas as pd
 import pytest
@@ -14,66 +12,8 @@ from sentitune.data import (
     examples_descriptor,
     prepare_frames,
     prepare_splits,
-    read_source,
-    tokenize_splits,
-    truncate_ids,
 )
 from sentitune.errors import SentituneError
-
-
-def write_acl(root, n: int = 6):
-    """A miniature aclImdb/ tree: <split>/<pos|neg>/<id>_<rating>.txt and urls_<pos|neg>.txt."""
-    for split in ("train", "test"):
-        for polarity, ratings in (("pos", [7, 8, 9, 10]), ("neg", [1, 2, 3, 4])):
-            folder = root / split / polarity
-            folder.mkdir(parents=True)
-            word = "great" if polarity == "pos" else "awful"
-            for i in range(n):
-                (folder / f"{i}_{ratings[i % 4]}.txt").write_text(f"Review {i} of a {word} film.<br /><br />"
-                                                                  f"Really {word} &amp; more.")
-            base = (1 if split == "train" else 2) * 1_000_000 + (500 if polarity == "pos" else 0)
-            urls = [f"http://www.imdb.com/title/tt{base + i // 2:07d}/usercomments" for i in range(n)]
-            (root / split / f"urls_{polarity}.txt").write_text("\n".join(urls) + "\n")
-    return root
-
-
-def test_parquet_folder(parquet_folder):
-    frames = read_source(str(parquet_folder))
-    assert set(frames) == {"train", "test"} and len(frames["train"]) == 120
-    assert set(frames["train"]["label"]) == {0, 1}
-
-
-def test_acl_folder_reads_ids_ratings_and_movies(tmp_path):
-    frames = read_source(str(write_acl(tmp_path / "aclImdb")))
-    train = frames["train"]
-    assert len(train) == 12 and len(frames["test"]) == 12
-    first_pos = train[(train.label == 1) & (train.id == 0)].iloc[0]
-    assert first_pos.rating == 7 and first_pos.movie == "tt1000500"
-    assert read_source(str(tmp_path))["train"].shape == train.shape  # the parent of aclImdb/ works too
-
-
-def test_acl_tarball(tmp_path):
-    write_acl(tmp_path / "aclImdb")
-    archive = tmp_path / "aclImdb_v1.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tmp_path / "aclImdb", arcname="aclImdb")
-    frames = read_source(str(archive))
-    assert len(frames["train"]) == 12 and frames["test"]["movie"].notna().all()
-
-
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
-def test_table_files_with_custom_columns_and_string_labels(tmp_path, suffix):
-    df = synthetic_reviews(20).rename(columns={"text": "review", "label": "sentiment"})
-    df["sentiment"] = df["sentiment"].map({0: "negative", 1: "Pos"})
-    path = tmp_path / f"reviews{suffix}"
-    {".csv": lambda: df.to_csv(path, index=False), ".tsv": lambda: df.to_csv(path, sep="\t", index=False),
-     ".jsonl": lambda: df.to_json(path, orient="records", lines=True),
-     ".parquet": lambda: df.to_parquet(path)}[suffix]()
-    cfg = DataConfig(data=str(path), text_column="review", label_column="sentiment", validation_size=0.2)
-    frames, report = prepare_frames(cfg)
-    assert report["test_carved_from_train"] == 0.2
-    assert sum(len(f) for f in frames.values()) == 40
-    assert set(frames["test"]["label"]) == {0, 1}
 
 
 def test_star_ratings_with_threshold(tmp_path):
@@ -120,27 +60,6 @@ def test_examples_descriptor_tells_samples_apart(parquet_folder):
     assert examples_descriptor(a["test"], "test", cfg)["size"] == 20
 
 
-def test_truncation_strategies():
-    ids = list(range(100))
-    assert truncate_ids(ids, 8, "head") == list(range(8))
-    assert truncate_ids(ids, 8, "tail") == list(range(92, 100))
-    assert truncate_ids(ids, 8, "head+tail") == [0, 1] + list(range(94, 100))
-    assert truncate_ids(ids[:5], 8, "head+tail") == ids[:5]
-
-
-def test_tokenize_keeps_special_tokens_and_no_padding(parquet_folder, tiny_model, tmp_path):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model)
-    splits, _ = prepare_splits(DataConfig(data=str(parquet_folder), validation_size=0.2))
-    out = tokenize_splits(splits, tok, max_length=16, truncation="head+tail", cache_dir=str(tmp_path))
-    lengths = [len(x) for x in out["train"]["input_ids"]]
-    assert max(lengths) == 16 and min(lengths) < 16  # truncated to 16, never padded
-    row = out["train"][0]
-    assert row["input_ids"][0] == tok.cls_token_id and row["input_ids"][-1] == tok.sep_token_id
-    assert row["truncated"] == (row["n_tokens"] > 16)
-
-
 @pytest.mark.parametrize("make, match", [
     (lambda p: p / "missing.csv", "does not exist"),
     (lambda p: (p / "x.xlsx").write_text("a") and p / "x.xlsx", "unknown format"),
@@ -168,17 +87,6 @@ def test_bad_input_is_one_clear_line(tmp_path, make, match):
 def test_split_that_would_be_empty(parquet_folder):
     with pytest.raises(SentituneError, match="only .* available"):
         prepare_frames(DataConfig(data=str(parquet_folder), train_per_class=10_000))
-
-
-def test_hub_unreachable_names_local_forms(monkeypatch):
-    import datasets
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("offline")
-
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(SentituneError, match="offline, pass a parquet folder .*SENTITUNE_DATA"):
-        read_source("stanfordnlp/imdb")
 
 
 @pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
