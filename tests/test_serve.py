@@ -33,3 +33,27 @@ def test_three_classes_come_back_by_name(tmp_path):
 def test_empty_request_is_rejected(tiny_model):
     client = TestClient(create_app(tiny_model))
     assert client.post("/predict", json={"texts": []}).status_code == 422
+
+
+def test_hostile_requests_get_short_answers(tiny_model):
+    client = TestClient(create_app(tiny_model, max_body=4096))
+    json_header = {"content-type": "application/json"}
+    big = client.post("/predict", content=b'{"texts": ["' + b"x" * 10_000 + b'"]}', headers=json_header)
+    assert big.status_code == 413 and len(big.content) < 200
+    bad = client.post("/predict", json={"texts": "not a list " * 50})
+    assert bad.status_code == 422 and "not a list" not in bad.text  # the input is not echoed back
+    surrogate = client.post("/predict", content=b'{"texts": ["ok \\ud800 fine"]}', headers=json_header)
+    assert surrogate.status_code == 200 and surrogate.json()[0]["label"] in surrogate.json()[0]["scores"]
+    long_text = client.post("/predict", json={"texts": ["y" * 20_001]})
+    assert long_text.status_code in {413, 422}
+
+
+def test_a_full_server_answers_503(tiny_model):
+    client = TestClient(create_app(tiny_model, max_in_flight=1))
+    client.app.state.slots.acquire()  # one request in flight
+    try:
+        busy = client.post("/predict", json={"texts": ["a"]})
+        assert busy.status_code == 503 and "busy" in busy.json()["detail"]
+    finally:
+        client.app.state.slots.release()
+    assert client.post("/predict", json={"texts": ["a"]}).status_code == 200
