@@ -191,3 +191,18 @@ def test_killed_worker_resumes_and_retries_the_killed_trial(tmp_path):
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == trials[2].params
     assert (sum(t.state.name == "COMPLETE" for t in trials) == 5
             and [t.number for t in trials] == list(range(len(trials))))
+
+
+@pytest.mark.parametrize("space, match", [
+    ({"learning_rate": {"type": "float", "low": -1e-4, "high": 1e-4}}, "learning_rate may draw -0.0001"),
+    ({"batch_size": {"type": "categorical", "choices": [0, 8]}}, "batch_size may draw 0"),
+    ({"dropout": {"type": "float", "low": 0.0, "high": 1.5}}, "dropout may draw 1.5"),
+])
+def test_spaces_that_would_crash_a_trial_are_refused_up_front(space, match):
+    with pytest.raises(SentituneError, match=match):
+        check_space(space)
+
+
+def test_yaml_exponent_bounds_are_numbers(tmp_path):
+    (tmp_path / "s.yaml").write_text("learning_rate: {type: float, low: 1e-5, high: 1e-4, log: true}\n")
+    assert load_space(tmp_path / "s.yaml")["learning_rate"]["low"] == 1e-5

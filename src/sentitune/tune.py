@@ -72,14 +72,37 @@ def check_space(space: dict, where: str = "search space") -> dict:
                 raise SentituneError(f"{where}: {name} is categorical but has no list of choices; "
                                      "add choices: [a, b, ...].")
         elif kind in ("float", "int"):
-            low, high = spec.get("low"), spec.get("high")
-            if not all(isinstance(v, (int, float)) for v in (low, high)) or low > high:
-                raise SentituneError(f"{where}: {name} needs numeric low <= high (got low={low}, high={high}).")
+            low, high = spec["low"], spec["high"] = _number(spec.get("low")), _number(spec.get("high"))
+            if low is None or high is None or low > high:
+                raise SentituneError(f"{where}: {name} needs numeric low <= high (got low={spec.get('low')}, "
+                                     f"high={spec.get('high')}).")
             if spec.get("log") and low <= 0:
                 raise SentituneError(f"{where}: {name} is log-scaled, so low must be > 0 (got {low}).")
         else:
             raise SentituneError(f"{where}: {name} needs type: float, int or categorical (got {kind!r}).")
+        _check_values(name, [spec["low"], spec["high"]] if kind != "categorical" else spec["choices"], where)
     return space
+
+
+def _number(value) -> float | None:
+    """A YAML bound as a number (PyYAML reads `1e-5` as a string), None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value) if not isinstance(value, int) else value
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_values(name: str, values: list, where: str) -> None:
+    """Every value a trial may draw must make a valid config (so no trial crashes on it later)."""
+    from .config import load_config
+
+    for value in values:
+        try:
+            load_config(overrides={name: value})
+        except SentituneError as exc:
+            raise SentituneError(f"{where}: {name} may draw {value!r}, which is invalid ({exc}).") from None
 
 
 def load_space(path: str | Path | None) -> dict:
