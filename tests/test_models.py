@@ -42,3 +42,11 @@ def test_the_offline_default_has_a_portable_id():
 
     assert model_id(default_model()) == "sentence-transformers/all-MiniLM-L6-v2"
     assert model_id("org/name") == "org/name"
+
+
+def test_configs_record_the_portable_id_and_load_the_local_copy():
+    from sentitune.config import load_config
+    from sentitune.models import default_model, local_copy
+
+    assert load_config().model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert local_copy("sentence-transformers/all-MiniLM-L6-v2") == default_model()

@@ -28,7 +28,7 @@ def small_bert(path: Path) -> Path:
     alive would show in RSS, small enough to train a few steps in a second."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from sentitune.config import default_model
+    from sentitune.models import default_model
 
     tokenizer = AutoTokenizer.from_pretrained(default_model())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=256, num_hidden_layers=1, num_attention_heads=2,

@@ -14,7 +14,7 @@ import yaml
 from .facts import environment, metric_label, official_first, run_facts
 from .io import atomic_write_text
 from .labels import LabelScheme
-from .models import model_id
+from .models import local_copy, model_id
 from .run import RunFolder
 
 # sentitune's metric keys as the Hub's metric ids (for the `metrics:` list; model-index keeps sentitune's keys)
@@ -24,7 +24,7 @@ HUB_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "recall_macro": "recall
 
 def local_card_metadata(model: str) -> dict:
     """Front matter of a local base model's README.md ({} when there is none)."""
-    readme = Path(model) / "README.md"
+    readme = Path(local_copy(model)) / "README.md"
     if not readme.is_file():
         return {}
     text = readme.read_text(encoding="utf-8", errors="replace")

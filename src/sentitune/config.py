@@ -15,7 +15,7 @@ import yaml
 from .data import DataConfig
 from .errors import SentituneError
 from .io import read_yaml
-from .models import default_model
+from .models import DEFAULT_MODEL_ID
 
 
 @dataclass
@@ -24,7 +24,7 @@ class TrainConfig:
 
     name: str = field(default="sentitune", metadata={"help": "Run name: results go to <output_dir>/<name>/."})
     output_dir: str = field(default="runs", metadata={"help": "Folder that holds run folders."})
-    model: str = field(default_factory=default_model, metadata={
+    model: str = field(default=DEFAULT_MODEL_ID, metadata={
         "help": "Hub model id or local folder (default: the offline all-MiniLM-L6-v2)."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow model code from the Hub (off: only transformers' own architectures)."})

