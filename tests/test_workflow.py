@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_train import tiny_config
 
 from sentitune.workflow import run_main_job
@@ -39,3 +40,13 @@ def test_main_job_on_three_classes(tiny_model, tmp_path):
     assert metrics["labels"] == {"names": ["negative", "neutral", "positive"], "ordinal": True}
     assert "mae" in metrics["test"] and len(metrics["test"]["confusion_matrix"]) == 3
     assert "neutral" in (run_dir / "model" / "README.md").read_text() and (run_dir / "report.html").is_file()
+    from transformers import pipeline
+
+    from sentitune.machine import Runtime
+    from sentitune.predict import SentimentModel
+
+    texts = ["so-so average plot", "wonderful film", "awful waste"]
+    piped = pipeline("text-classification", model=str(run_dir / "model"), top_k=None)(texts)
+    ours = SentimentModel.from_pretrained(run_dir, runtime=Runtime.resolve("fp32")).predict(texts)
+    for theirs, mine in zip(piped, ours):  # pipeline() returns the class names with the same probabilities
+        assert {d["label"]: d["score"] for d in theirs} == pytest.approx(mine["scores"], abs=1e-5)
