@@ -61,14 +61,16 @@ def _mkldnn_bf16() -> bool:
 
 def _cpu_flags_and_name() -> tuple[set[str], str]:
     cpuinfo = Path("/proc/cpuinfo")
-    flags, name = set(), platform.processor() or platform.machine()
+    flags, name, fields = set(), platform.processor() or platform.machine(), {}
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags" and not flags:
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "flags" and not flags:
                 flags = set(value.split())
-            elif key.strip() == "model name" and value.strip():
-                name = value.strip()
+            elif key in {"model name", "cpu family", "model"} and value:
+                fields.setdefault(key, value)
+    if "model name" in fields:  # VMs often hide the model number: family/model tell Zen 3 (25/1) from Zen 5 (26/x)
+        name = f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
     return flags, name
 
 
