@@ -17,6 +17,7 @@ from .run import RunFolder
 
 console = Console()
 DEFAULT_BASELINES = ("majority", "tfidf", "vader", "base")
+STATS_SAMPLE = 5000  # texts per split for the token-length percentiles of the main job's data summary
 
 
 def _stage(title: str) -> float:
@@ -40,7 +41,7 @@ def data_summary(cfg: TrainConfig) -> dict:
     from .data.stats import dataset_stats, stats_for_json, stats_table
     from .models import load_tokenizer
 
-    stats = dataset_stats(cfg.data, load_tokenizer(cfg.model, cfg.trust_remote_code))
+    stats = dataset_stats(cfg.data, load_tokenizer(cfg.model, cfg.trust_remote_code), sample=STATS_SAMPLE)
     console.print(stats_table(stats))
     return stats_for_json(stats)
 
@@ -88,7 +89,8 @@ def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINE
     stats = data_summary(cfg)
     job = None
     if time_budget_s is not None or estimate:
-        job = sized(cfg, time_budget_s, probe_per_class, baselines, len(stats["splits"]["train"]["labels"]))
+        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - started)  # data stage spent
+        job = sized(cfg, left, probe_per_class, baselines, len(stats["splits"]["train"]["labels"]))
         cfg, probe_per_class = job.cfg, job.probe_per_class
     staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
     shutil.rmtree(staging, ignore_errors=True)

@@ -16,8 +16,11 @@ def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
     return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
 
 
-def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFrame] | None = None) -> dict:
-    """Counts per split and label, ratings, duplicates and (given a tokenizer) token length percentiles."""
+def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFrame] | None = None,
+                  sample: int | None = None) -> dict:
+    """Counts per split and label, ratings, duplicates and (given a tokenizer) token length percentiles, these
+    from a seeded random `sample` of texts per split when given (the main job: tokenizing 100k reviews costs
+    minutes on a 2-core CPU; 5,000 put the 99th percentile within a few tokens)."""
     frames = frames or read_source(cfg.data, cfg)
     texts = {k: (v["text"].map(clean_text) if cfg.clean else v["text"]) for k, v in frames.items()}
     stats: dict = {"source": cfg.data, "splits": {}}
@@ -32,9 +35,14 @@ def dataset_stats(cfg: DataConfig, tokenizer=None, frames: dict[str, pd.DataFram
         stats["train_texts_in_test"] = int(texts["train"].isin(set(texts["test"])).sum())
     if tokenizer is not None:
         stats["tokenizer"] = tokenizer.name_or_path
-        stats["tokens"] = {split: _length_summary(token_lengths(list(t), tokenizer)) for split, t in texts.items()
-                           if split != "unsupervised"}
+        stats["token_sample"] = sample
+        stats["tokens"] = {split: _length_summary(token_lengths(_sampled(t, sample, cfg.seed), tokenizer))
+                           for split, t in texts.items() if split != "unsupervised"}
     return stats
+
+
+def _sampled(texts: pd.Series, n: int | None, seed: int) -> list[str]:
+    return list(texts if n is None or n >= len(texts) else texts.sample(n=n, random_state=seed))
 
 
 def _label_key(value):
