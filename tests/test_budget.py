@@ -45,3 +45,14 @@ def test_measure_times_real_steps(tiny_model, parquet_folder):
                                  "data": {"data": str(parquet_folder), "validation_size": 0.2}})
     rates = measure(cfg, steps=3)
     assert rates.train > 0 and rates.predict > 0 and rates.precision in {"fp32", "bf16"} and rates.cpu
+
+
+def test_whole_splits_shrink_only_the_training_set():
+    cfg = load_config(preset="tweets")
+    rates = Rates(train=30.0, predict=200.0, overhead_s=10.0, cpu="c", precision="fp32",
+                  rows={"train": 16000, "validation": 2000, "test": 12284})
+    job = plan(cfg, rates, 600, n_classes=3)
+    assert job.shrunk and job.cfg.data.train_examples < 16000 and job.total_s <= 600 * 1.01
+    assert "12,284 test examples" in job.sentence(3)
+    with pytest.raises(SentituneError, match="evaluating this data alone"):
+        plan(cfg, rates, 120, n_classes=3)

@@ -57,6 +57,7 @@ class Rates:
     overhead_s: float
     cpu: str
     precision: str
+    rows: dict = dataclasses.field(default_factory=dict)  # train/validation/test rows of the prepared data
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,7 +84,8 @@ def measure(cfg: TrainConfig, steps: int = 4) -> Rates:
     predict = len(ids) / (time.perf_counter() - begun)
     per_step = probe.batch_size * probe.gradient_accumulation
     return Rates(train=per_step / (sum(clock.times[1:]) / max(len(clock.times) - 1, 1)), predict=predict,
-                 overhead_s=overhead, cpu=prepared.runtime.cpu.summary(), precision=prepared.runtime.precision)
+                 overhead_s=overhead, cpu=prepared.runtime.cpu.summary(), precision=prepared.runtime.precision,
+                 rows={split: len(prepared.splits[split]) for split in ("train", "validation", "test")})
 
 
 @dataclass
@@ -102,9 +104,11 @@ class Plan:
         return sum(self.seconds.values())
 
     def sentence(self, n_classes: int = 2) -> str:
-        d = self.cfg.data
-        train = f"{d.train_per_class * n_classes:,} training examples" if d.train_per_class else "all training examples"
-        test = f"{d.test_per_class * n_classes:,} test examples" if d.test_per_class else "the whole test split"
+        d, rows = self.cfg.data, self.rates.rows
+        train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train")
+        test = d.test_per_class * n_classes if d.test_per_class else rows.get("test")
+        train = f"{train:,} training examples" if train else "all training examples"
+        test = f"{test:,} test examples" if test else "the whole test split"
         budget = (f" (budget {self.budget_s / 60:.0f} min{', sized down to fit' if self.shrunk else ''})"
                   if self.budget_s else "")
         return (f"about {math.ceil(self.total_s / 60)} minutes on this CPU ({self.rates.cpu}, {self.rates.precision}): "
@@ -120,10 +124,12 @@ class Plan:
 
 
 def seconds_for(cfg: TrainConfig, probe_per_class: int, rates: Rates, n_classes: int, baselines) -> dict:
-    """Estimated seconds of each part of the main job for `cfg` (per-class sizes must be set)."""
-    d = cfg.data
-    train = (d.train_per_class or 0) * n_classes * cfg.epochs
-    validation, test = (d.validation_per_class or 0) * n_classes, (d.test_per_class or 0) * n_classes
+    """Estimated seconds of each part of the main job for `cfg` (sizes per class, or the prepared data's rows)."""
+    d, rows = cfg.data, rates.rows
+    train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train", 0)
+    train *= cfg.epochs
+    validation = d.validation_per_class * n_classes if d.validation_per_class else rows.get("validation", 0)
+    test = d.test_per_class * n_classes if d.test_per_class else rows.get("test", 0)
     parts = {"setup": rates.overhead_s * 2, "train": train / rates.train,
              "validation": EVALS_PER_RUN * validation / rates.predict, "test": test / rates.predict}
     if "base" in baselines:
@@ -139,8 +145,7 @@ def plan(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int 
     what is left. Needs per-class sizes in the config (the cpu-quick preset has them)."""
     d = cfg.data
     if not (d.train_per_class and d.test_per_class and d.validation_per_class):
-        estimate = seconds_for(cfg, probe_per_class, rates, n_classes, baselines)
-        return Plan(cfg, probe_per_class, estimate, budget_s, False, rates)
+        return plan_by_examples(cfg, rates, budget_s, n_classes, probe_per_class, baselines)
     sized, probe = cfg, probe_per_class
     for _ in range(6):  # evaluation at most ~35% of the budget: halve the samples until it fits
         parts = seconds_for(sized, probe, rates, n_classes, baselines)
@@ -162,3 +167,20 @@ def plan(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int 
                                                                     train_per_class=min(per_class, d.train_per_class)))
     shrunk = sized != cfg or probe != probe_per_class
     return Plan(sized, probe, seconds_for(sized, probe, rates, n_classes, baselines), budget_s, shrunk, rates)
+
+
+def plan_by_examples(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int, probe_per_class: int,
+                     baselines) -> Plan:
+    """Data without per-class sizes (whole splits, a stratified `train_examples`): only the training set shrinks."""
+    parts = seconds_for(cfg, probe_per_class, rates, n_classes, baselines)
+    if budget_s is None or sum(parts.values()) <= budget_s:
+        return Plan(cfg, probe_per_class, parts, budget_s, False, rates)
+    left = budget_s - sum(v for k, v in parts.items() if k != "train")
+    examples = int(max(0.0, left) * rates.train / cfg.epochs)
+    if examples < MIN_PER_CLASS * n_classes:
+        raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: evaluating this data alone takes about "
+                             f"{(budget_s - left) / 60:.0f} minutes on this CPU; give more time or sample the test "
+                             "split with --test-per-class.")
+    sized = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_examples=examples))
+    return Plan(sized, probe_per_class, seconds_for(sized, probe_per_class, rates, n_classes, baselines), budget_s,
+                True, rates)
