@@ -117,3 +117,9 @@ def test_public_api_names_resolve():
             and sentitune.compare_results is sentitune.compare.compare)
     assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict)
                for name in sentitune.__all__)
+
+
+def test_help_at_80_columns_keeps_every_flag_whole():
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).output
+    assert "…" not in text and "--gradient-accumulation" in text and "--early-stopping-patience" in text
+    assert "--no-trust-remote-code" in text and "--help <bool>" not in text

@@ -15,13 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import TrainConfig, load_config
+from .config import PRESETS, TrainConfig, load_config
 from .data import DataConfig
 from .errors import SentituneError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Fine-tune transformers for sentiment and prove they beat their baselines.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
 BACKEND_HELP = "torch, or an ONNX graph written by `sentitune export`: onnx (fp32) or onnx-int8 (fastest on CPU)."
@@ -89,7 +89,7 @@ def with_config_flags(default_preset: str | None = None):
                               annotation=Optional[Path]),
             inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
                               default=typer.Option(default_preset,
-                                                   help="cpu-quick, cpu-full, gpu-base or seed-nlptown."),
+                                                   help="One of: " + ", ".join(PRESETS) + "."),
                               annotation=Optional[str]),
         ]
         hints = typing.get_type_hints(fn)
