@@ -83,3 +83,34 @@ def test_serve_with_the_int8_backend(exported):
     answer = client.post("/predict", json={"texts": TEXTS}).json()
     expected = SentimentModel.from_pretrained(folder, backend="onnx-int8").predict(TEXTS)
     assert [a["label"] for a in answer] == [e["label"] for e in expected]
+
+
+def test_five_star_run_through_train_export_predict_and_serve(tmp_path):
+    """Five ordered classes end to end on the tiny model: train, export, the int8 backend, serve."""
+    import pandas as pd
+    from conftest import synthetic_reviews, tiny_bert
+    from fastapi.testclient import TestClient
+
+    from sentitune.config import load_config
+    from sentitune.serve import create_app
+    from sentitune.train import train
+
+    rows = synthetic_reviews(50)
+    rows = rows.assign(label=[f"{1 + (i % 5)} star{'s' if i % 5 else ''}" for i in range(len(rows))],
+                       text=[f"{t} take {i % 5}" for i, t in enumerate(rows.text)])
+    rows.to_csv(tmp_path / "stars.csv", index=False)
+    cfg = load_config(overrides={"model": str(tiny_bert(tmp_path / "m")), "output_dir": str(tmp_path / "runs"),
+                                 "name": "stars", "max_steps": 4, "batch_size": 8, "max_length": 32, "eval_steps": 2,
+                                 "data": {"data": str(tmp_path / "stars.csv"), "validation_size": 0.2}})
+    run = train(cfg)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["labels"]["names"] == ["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]
+    assert metrics["labels"]["ordinal"] and {"mae", "qwk", "within_one"} <= set(metrics["test"])
+    export_onnx(run)
+    texts = rows.text.tolist()[:6]
+    torch_probs = SentimentModel.from_pretrained(run, runtime=Runtime.resolve("fp32")).predict_proba(texts)
+    onnx_probs = SentimentModel.from_pretrained(run, backend="onnx").predict_proba(texts)
+    assert torch_probs.shape == (6, 5) and np.allclose(onnx_probs, torch_probs, atol=1e-4)
+    body = TestClient(create_app(run / "model", backend="onnx-int8")).post("/predict", json={"texts": texts[:2]}).json()
+    assert [len(b["scores"]) for b in body] == [5, 5] and all(b["label"].endswith(("star", "stars")) for b in body)
+    assert pd.read_parquet(run / "predictions.parquet").filter(like="prob_").shape[1] == 5
