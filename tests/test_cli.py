@@ -123,3 +123,15 @@ def test_help_at_80_columns_keeps_every_flag_whole():
     text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).output
     assert "…" not in text and "--gradient-accumulation" in text and "--early-stopping-patience" in text
     assert "--no-trust-remote-code" in text and "--help <bool>" not in text
+
+
+def test_a_scalar_data_section_in_yaml_is_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_text("data: somewhere\n")
+    result = sentitune("train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "data must be a mapping" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_errors_are_one_line():
+    result = sentitune("train", "--bogus")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "--bogus" in lines[0] and "sentitune train --help" in lines[0]

@@ -103,6 +103,7 @@ def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_p
     straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     again = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
     assert again["train"]["resumed_from"] == "checkpoint-4"
+    assert again["train"]["train_loss"] == pytest.approx(straight["train"]["train_loss"], rel=1e-4)  # all steps
     for split in ("validation", "test"):
         assert again[split]["accuracy"] == straight[split]["accuracy"]
         assert again[split]["log_loss"] == pytest.approx(straight[split]["log_loss"], abs=1e-6)

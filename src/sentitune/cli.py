@@ -352,5 +352,9 @@ def main() -> None:
     except (typer.Exit, typer.Abort) as exc:
         sys.exit(getattr(exc, "exit_code", 1))
     except typer.TyperException as exc:  # usage errors (unknown flag, bad value) arrive here with standalone_mode=False
-        exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `sentitune` alone: the help, not an error
+            print(exc.format_message())
+            sys.exit(0)
+        command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+        print(f"error: {exc.format_message()} (see `sentitune {command} --help`)", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))

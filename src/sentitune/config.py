@@ -226,6 +226,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         loaded = read_yaml(path, "--config")
         if not isinstance(loaded, dict):
             raise SentituneError(f"--config {path}: expected a mapping of field: value at the top level.")
+        if loaded.get("data") is not None and not isinstance(loaded["data"], dict):
+            raise SentituneError(f"--config {path}: data must be a mapping of data fields "
+                                 f"(data: {{data: ..., text_column: ...}}), not {loaded['data']!r}.")
         values = _merge(values, loaded)
     values = _merge(values, _without_none(overrides or {}))
     return _build(values, str(path or preset or "config"), lenient)

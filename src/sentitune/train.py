@@ -167,12 +167,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
                  "best_step": _best_step(trainer), "selection_metric": metric,
                  "resumed_from": Path(checkpoint).name if checkpoint else None,
                  "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),
-                 "train_loss": result.metrics.get("train_loss")}
+                 "train_loss": mean_logged_loss(trainer) or result.metrics.get("train_loss")}
         work.write_predictions(preds)
         work.write_metrics(run_metrics(preds, prepared, cfg, stats, inference))
         save_model(trainer, prepared, cfg, work.model_dir)
         shutil.rmtree(work.checkpoints_dir, ignore_errors=True)
         return work.finish(final).path
+
+
+def mean_logged_loss(trainer: Trainer) -> float | None:
+    """The mean of every logged training loss, before and after a resume (the Trainer's own `train_loss` averages
+    only the steps of the last process)."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return float(sum(losses) / len(losses)) if losses else None
 
 
 def _best_step(trainer: Trainer) -> int | None:

@@ -495,6 +495,12 @@ def tune(study_dir: str | Path, base_cfg: TrainConfig, space: dict | None = None
     space = check_space(copy.deepcopy(space) if space else copy.deepcopy(DEFAULT_SPACE))
     if n_trials < 1:
         raise SentituneError(f"--n-trials {n_trials}: must be at least 1.")
+    if isinstance(pruner, str) and pruner not in PRUNERS:  # checked before the study folder is made
+        raise SentituneError(f"--pruner {pruner}: use one of {', '.join(PRUNERS)}.")
+    if storage and not storage.startswith(("sqlite://", "postgresql", "mysql")) \
+            and Path(storage).suffix not in {".log", ".journal", ".jsonl"}:
+        raise SentituneError(f"--storage {redacted(storage)}: use a database URL (sqlite:///path.db, postgresql://..., "
+                             "mysql://...) or a journal file ending in .log.")
     study_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(study_dir, storage)
     study = open_study(study_dir.resolve().name, url, heartbeat_s=heartbeat_s)
