@@ -176,10 +176,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
 
 
 def mean_logged_loss(trainer: Trainer) -> float | None:
-    """The mean of every logged training loss, before and after a resume (the Trainer's own `train_loss` averages
-    only the steps of the last process)."""
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return float(sum(losses) / len(losses)) if losses else None
+    """The training loss averaged over every logged step, before and after a resume (the Trainer's own
+    `train_loss` counts only the last process's steps). Each log covers the steps since the previous one; every
+    checkpoint has a log at its step, so the restored history covers the steps before a resume."""
+    total, steps, last = 0.0, 0, 0
+    for record in trainer.state.log_history:
+        if "loss" in record and record["step"] > last:
+            covered = record["step"] - last
+            total, steps, last = total + record["loss"] * covered, steps + covered, record["step"]
+    return total / steps if steps else None
 
 
 def _best_step(trainer: Trainer) -> int | None:

@@ -157,7 +157,9 @@ def training_arguments(cfg: TrainConfig, checkpoints: Path, runtime: Runtime, tr
         bf16=runtime.precision == "bf16", fp16=runtime.precision == "fp16", use_cpu=runtime.on_cpu,
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric,
-        greater_is_better=True, logging_steps=cfg.logging_steps, report_to="none", disable_tqdm=True,
+        # a log at every checkpoint, so a resumed run's restored history covers every step before it
+        greater_is_better=True, logging_steps=math.gcd(cfg.logging_steps, eval_steps), report_to="none",
+        disable_tqdm=True,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
         ddp_backend="gloo" if runtime.on_cpu and world > 1 else None,
