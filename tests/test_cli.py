@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -14,8 +15,30 @@ runner = CliRunner()
 
 
 def sentitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd)
+    """The real entry point (`sentitune.cli.main`) in this process: exit code, stdout and stderr as a subprocess
+    would give them, without paying torch's import for every call (the subprocess form is tested once below)."""
+    import contextlib
+    import io
+
+    from sentitune.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        argv, sys.argv = sys.argv, ["sentitune", *args]
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def test_the_installed_entry_point_exits_2_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sentitune", "train", "--data", str(tmp_path / "none.csv")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2 and len([x for x in result.stderr.splitlines() if x.strip()]) == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_data_is_one_line_and_exit_2(tmp_path):
