@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -61,9 +59,9 @@ def test_export_rejects_a_folder_without_a_model(tmp_path):
 def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     import shutil
 
+    from test_cli import sentitune as cli  # the real entry point, in this process
+
     shutil.copytree(tiny_model, tmp_path / "run" / "model")
-    cli = lambda *args: subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True,
-                                       timeout=300)
     out = cli("export", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,6 @@ def tiny_config(model: Path, data: Path, out: Path, name: str = "tiny", **overri
               "learning_rate": 1e-3, "logging_steps": 2, "eval_steps": 4, "max_length": 64,
               "data": {"data": str(data), "validation_size": 0.2}}
     return load_config(overrides={**values, **overrides})
-
-
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sentitune", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def kill_after(step: int, *args: str) -> subprocess.CompletedProcess:
@@ -94,11 +88,13 @@ def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_p
     args = ["train", "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2",
             "--output-dir", str(tmp_path), "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3",
             "--eval-steps", "4", "--max-length", "64", "--early-stopping-patience", "0"]
-    assert cli(*args, "--name", "straight").returncode == 0
+    from test_cli import sentitune as in_process  # the real entry point without a second torch import
+
+    assert in_process(*args, "--name", "straight").returncode == 0
     killed = kill_after(4, *args, "--name", "resumed")
     assert killed.returncode == -9 and (tmp_path / ".resumed.partial" / "checkpoints" / "checkpoint-4").is_dir()
     assert not (tmp_path / "resumed").exists()  # nothing that looks complete after a crash
-    resumed = cli(*args, "--name", "resumed", "--resume")
+    resumed = in_process(*args, "--name", "resumed", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     again = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
