@@ -187,13 +187,11 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
 
 def _text_lines(file: Path) -> list[str]:
     """Non-empty lines of a UTF-8 text file, split on newlines only (reviews may hold other Unicode line breaks)."""
+    from .data.sources import decode_utf8
+
     if not file.is_file():
         raise SentituneError(f"--file {file}: file not found.")
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SentituneError(f"--file {file}: invalid UTF-8 at byte offset {exc.start}; "
-                             "re-encode the file as UTF-8.") from None
+    text = decode_utf8(file.read_bytes(), f"--file {file}")
     return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
 
 

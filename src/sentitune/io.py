@@ -22,6 +22,17 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
+def replace_dir(source: Path, target: Path) -> Path:
+    """Move the finished folder `source` to `target` by renames: an existing `target` is moved aside first and
+    removed last, so a kill at any point leaves either the old or the new folder complete."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    source.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path):
     """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed."""
@@ -32,11 +43,7 @@ def atomic_dir(target: str | Path):
     tmp.mkdir()
     try:
         yield tmp
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

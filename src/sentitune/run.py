@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SentituneError
-from .io import atomic_dir, atomic_write_text
+from .io import atomic_dir, atomic_write_text, replace_dir
 from .labels import LabelScheme
 
 CONFIG, METRICS, PREDICTIONS, EVALUATION, LOG = (
@@ -295,11 +294,7 @@ class RunFolder:
 
     def finish(self, final: "RunFolder") -> "RunFolder":
         """Rename this work folder into `final`, replacing an older run by renames (old removed last)."""
-        old = final.path.with_name(f".{final.name}.old-{os.getpid()}")
-        if final.path.exists():
-            final.path.rename(old)
-        self.path.rename(final.path)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(self.path, final.path)
         return final
 
 

@@ -87,7 +87,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
                              "check the file or convert it to CSV/JSONL.") from None
 
 
-def _decode(raw: bytes, where: str) -> str:
+def decode_utf8(raw: bytes, where: str) -> str:
+    """`raw` as UTF-8 text; one-line error naming `where` and the byte offset otherwise."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -104,7 +105,7 @@ def _acl_rows(entries: dict[str, bytes], split: str) -> pd.DataFrame:
     rows = []
     for polarity, label in (("neg", 0), ("pos", 1), ("unsup", -1)):
         urls = entries.get(f"{split}/urls_{polarity}.txt")
-        movies = _decode(urls, f"{split}/urls_{polarity}.txt").split() if urls else []
+        movies = decode_utf8(urls, f"{split}/urls_{polarity}.txt").split() if urls else []
         for name, raw in entries.items():
             if not name.startswith(f"{split}/{polarity}/"):
                 continue
@@ -114,7 +115,7 @@ def _acl_rows(entries: dict[str, bytes], split: str) -> pd.DataFrame:
             review_id, rating = int(match.group(1)), int(match.group(2))
             movie = _MOVIE_ID.search(movies[review_id]) if review_id < len(movies) else None
             rows.append({"id": review_id, "rating": rating if label >= 0 else 0, "label": label,
-                         "movie": movie.group(1) if movie else None, "text": _decode(raw, name)})
+                         "movie": movie.group(1) if movie else None, "text": decode_utf8(raw, name)})
     df = pd.DataFrame(rows, columns=["id", "rating", "label", "movie", "text"])
     return df.sort_values(["label", "id"], ignore_index=True)
 
@@ -171,7 +172,7 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if suffix == ".parquet":
         df = _read_parquet(path)
     else:
-        text = _decode(path.read_bytes(), str(path))
+        text = decode_utf8(path.read_bytes(), str(path))
         try:
             if suffix in {".csv", ".tsv"}:
                 df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",")
