@@ -503,7 +503,8 @@ CASES: list[Case] = [
          Rejects("runs/sentitune", "--overwrite"), {"runs/sentitune/metrics.json": "{}\n"}),
     Case("R02", "run folder", "an interrupted run (.partial) exists, no --resume", train(),
          Rejects(".sentitune.partial"), {"runs/.sentitune.partial/config.yaml": "name: sentitune\n"}),
-    Case("R03", "run folder", "--resume with nothing to resume", train("--resume"), Rejects("--resume")),
+    Case("R03", "run folder", "--resume with nothing to resume (killed before anything was written) starts the run",
+         train("--resume"), Accepts(creates="runs/sentitune/metrics.json")),
     # search spaces (sentitune tune)
     Case("T01", "tune", "negative learning-rate bound", tune(), Rejects("learning_rate"),
          {"space.yaml": LR_SPACE % ("-1.0e-4", "1.0e-4", "")}),

@@ -1,31 +1,82 @@
-"""Test helper: `python killer.py STEP train ARGS...` runs the sentitune CLI and SIGKILLs itself right after the
-checkpoint of step STEP is written (a real `kill -9`), through the callbacks `train()` accepts."""
+"""Test helper: `python killer.py POINT ARGS...` runs the sentitune CLI with ARGS and SIGKILLs itself (a real
+`kill -9`) at POINT:
+
+    prepare     while tokenizing (data preparation)
+    step:N      in the middle of step N+1: after its backward pass, before its optimizer step
+    save:N      while checkpoint N is written: weights, optimizer and RNG written, trainer state not yet
+    saved:N     right after checkpoint N is written
+    end         after training has ended, before anything of the final save
+    final       during the final save: predictions and metrics written, the model not yet
+    swap        while the finished run is renamed into place: an older run moved aside, the new one not yet in
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 
-class KillAfterCheckpoint(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAt(TrainerCallback):
+    def __init__(self, event: str, step: int):
+        self.event, self.step = event, step
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.event == "step" and state.global_step == self.step:
+            die()
 
     def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.event == "saved" and state.global_step >= self.step:
+            die()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.event == "end":
+            die()
+
+
+def arm(point: str) -> None:
+    """Install the kill for POINT by wrapping the function that runs there."""
+    import sentitune.data.tokenize as tokenize
+    import sentitune.run as run
+    import sentitune.train as train_module
+
+    event, _, step = point.partition(":")
+    if event == "prepare":
+        tokenize.tokenize_function = lambda *a, **k: die
+    elif event == "save":
+        save_rng = Trainer._save_rng_state
+
+        def save_then_die(self, output_dir):
+            save_rng(self, output_dir)
+            if self.state.global_step == int(step):
+                die()
+
+        Trainer._save_rng_state = save_then_die
+    elif event == "final":
+        train_module.save_model = die
+    elif event == "swap":
+        def half_swap(source: Path, target: Path):
+            if target.exists():
+                target.rename(target.with_name(f".{target.name}.old-{os.getpid()}"))
+            die()
+
+        run.replace_dir = half_swap
+    if event in {"step", "saved", "end"}:
+        plain = train_module.train
+        callback = KillAt(event, int(step or 0))
+        train_module.train = lambda cfg, **kw: plain(cfg, **{**kw, "callbacks": [callback]})
 
 
 if __name__ == "__main__":
-    import sentitune.train as train_module
-
-    step, argv = int(sys.argv[1]), sys.argv[2:]
-    plain = train_module.train
-    train_module.train = lambda cfg, **kw: plain(cfg, **{**kw, "callbacks": [KillAfterCheckpoint(step)]})
+    arm(sys.argv[1])
     from sentitune.cli import main
 
-    sys.argv = ["sentitune", *argv]
+    sys.argv = ["sentitune", *sys.argv[2:]]
     main()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +27,11 @@ def tiny_config(model: Path, data: Path, out: Path, name: str = "tiny", **overri
     return load_config(overrides={**values, **overrides})
 
 
-def kill_after(step: int, *args: str) -> subprocess.CompletedProcess:
-    """`sentitune train ARGS` in a subprocess that SIGKILLs itself right after the checkpoint of `step` is written."""
+def kill_at(point: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`sentitune ARGS` in a subprocess that SIGKILLs itself at `point` (see killer.py)."""
     killer = Path(__file__).with_name("killer.py")
-    return subprocess.run([sys.executable, str(killer), str(step), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(killer), point, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -83,26 +86,55 @@ def test_pipeline_loads_the_model_with_labels_and_same_predictions(tiny_run):
     assert np.allclose(preds["prob_1"].to_numpy()[:20], ours, atol=0.02)  # training-time predictions may run in bf16
 
 
-def test_kill_9_then_resume_reaches_the_same_metrics(tiny_model, tiny_run, tmp_path):
-    _, _, data = tiny_run
-    args = ["train", "--model", str(tiny_model), "--data", str(data), "--validation-size", "0.2",
-            "--output-dir", str(tmp_path), "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3",
-            "--eval-steps", "4", "--max-length", "64", "--early-stopping-patience", "0"]
+CRASH_ARGS = ("--validation-size", "0.2", "--max-steps", "12", "--batch-size", "8", "--learning-rate", "1e-3",
+              "--eval-steps", "4", "--max-length", "64", "--early-stopping-patience", "0")  # 6 steps per epoch
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_model, tiny_run, tmp_path_factory):
+    """The uninterrupted run every crash case is compared with (two epochs, length grouping on)."""
     from test_cli import sentitune as in_process  # the real entry point without a second torch import
 
+    out = tmp_path_factory.mktemp("straight")
+    args = ("train", "--model", str(tiny_model), "--data", str(tiny_run[2]), *CRASH_ARGS, "--output-dir", str(out))
     assert in_process(*args, "--name", "straight").returncode == 0
-    killed = kill_after(4, *args, "--name", "resumed")
-    assert killed.returncode == -9 and (tmp_path / ".resumed.partial" / "checkpoints" / "checkpoint-4").is_dir()
-    assert not (tmp_path / "resumed").exists()  # nothing that looks complete after a crash
-    resumed = in_process(*args, "--name", "resumed", "--resume")
+    return out / "straight", args
+
+
+@pytest.mark.parametrize("point, resumed_from", [
+    ("prepare", None),       # killed while tokenizing: nothing written yet
+    ("step:5", "checkpoint-4"),  # mid-step in epoch 1
+    ("step:9", "checkpoint-8"),  # mid-step in epoch 2: the length-grouped order of epoch 2 is restored
+    ("save:8", "checkpoint-4"),  # checkpoint 8 half-written: skipped
+    ("end", "checkpoint-12"),    # training ended, nothing of the final save written: no step 13
+    ("final", None),         # during the final save: the save is redone, training is not
+    ("swap", None),          # replacing an older run with --overwrite: the old one moved aside, the new not yet in
+])
+def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_metrics(straight_run, tmp_path, monkeypatch, point,
+                                                                     resumed_from):
+    from test_cli import sentitune as in_process
+
+    straight, args = straight_run
+    monkeypatch.setenv("SENTITUNE_CACHE", str(tmp_path / "cache"))
+    args = (*args[:-1], str(tmp_path))
+    run = tmp_path / "run"
+    if point == "swap":
+        shutil.copytree(straight, run)  # an older run to replace
+    killed = kill_at(point, *args, "--name", "run", *(("--overwrite",) if point == "swap" else ()),
+                     env={"SENTITUNE_CACHE": str(tmp_path / "cache")})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not run.exists()  # nothing that looks finished after a crash
+    resumed = in_process(*args, "--name", "run", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    again = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
-    assert again["train"]["resumed_from"] == "checkpoint-4"
-    assert again["train"]["train_loss"] == pytest.approx(straight["train"]["train_loss"], rel=1e-4)  # all steps
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".run")]  # no .partial, .old-*, lock
+    assert not list((tmp_path / "cache").glob("tokenized/.writer-*"))
+    expected, got = (json.loads((folder / "metrics.json").read_text()) for folder in (straight, run))
+    assert got["train"]["steps"] == expected["train"]["steps"] == 12
+    assert got["train"]["resumed_from"] == resumed_from
+    assert got["train"]["train_loss"] == pytest.approx(expected["train"]["train_loss"], rel=1e-6)  # all steps
     for split in ("validation", "test"):
-        assert again[split]["accuracy"] == straight[split]["accuracy"]
-        assert again[split]["log_loss"] == pytest.approx(straight[split]["log_loss"], abs=1e-6)
+        assert got[split] == expected[split]  # bit-exact on the tiny model
+    assert pd.read_parquet(run / "predictions.parquet").equals(pd.read_parquet(straight / "predictions.parquet"))
 
 
 def test_two_process_ddp_on_cpu(tiny_model, tiny_run, tmp_path):
@@ -135,12 +167,12 @@ def test_dropout_overrides_reach_the_model_config(tiny_model):
     assert model.config.hidden_dropout_prob == 0.25 and model.config.attention_probs_dropout_prob == 0.0
 
 
-def test_existing_run_and_missing_resume_are_clear_errors(tiny_run, tiny_model):
+def test_an_existing_run_is_a_clear_error_even_with_resume(tiny_run, tiny_model):
     run_dir, cfg, _ = tiny_run
     with pytest.raises(SentituneError, match="already exists"):
         train(cfg)
-    with pytest.raises(SentituneError, match="nothing to resume"):
-        train(load_config(overrides={**cfg.to_dict(), "name": "never-started"}), resume=True)
+    with pytest.raises(SentituneError, match="already exists"):
+        train(cfg, resume=True)
 
 
 def test_presets_and_config_files(tmp_path):

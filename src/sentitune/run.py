@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ MODEL, PLOTS, TB, CHECKPOINTS, BASELINES, COMPARISON_DIR, EVALUATIONS = (
     "model", "plots", "tb", "checkpoints", "baselines", "comparison", "evaluations")
 REPORT_HTML, REPORT_MD, CARD = "report.html", "report.md", "README.md"
 PROB, LOGIT = "prob_{}", "logit_{}"
+# in the work folder only: training has ended (its facts and the checkpoint holding the chosen weights), so a
+# resume after a kill during the final save redoes that save instead of training again
+TRAINED, TRASH = "trained.json", ".checkpoints.trash"
 
 
 def read_json(path: Path) -> dict:
@@ -292,9 +296,39 @@ class RunFolder:
         """comparison/{comparison.json, comparison.md, comparison.png}; `chart(path)` draws the PNG."""
         return write_comparison(self.comparison_dir, table, markdown, chart)
 
+    def trained(self) -> dict:
+        """What `write_trained` recorded ({} while training has not ended)."""
+        return read_json(self.path / TRAINED)
+
+    def write_trained(self, stats: dict, weights: Path) -> Path:
+        return write_json(self.path / TRAINED, {"stats": stats, "weights": Path(weights).name})
+
+    def trained_weights(self) -> Path | None:
+        """The checkpoint holding the weights training ended with, if training has ended and it still exists."""
+        name = self.trained().get("weights")
+        return self.checkpoints_dir / name if name and (self.checkpoints_dir / name).is_dir() else None
+
+    @property
+    def is_complete(self) -> bool:
+        """Every file of the run is written and its checkpoints are gone: the state just before the rename."""
+        return (self.metrics_path.is_file() and (self.model_dir / "config.json").is_file()
+                and not self.checkpoints_dir.exists())
+
+    def discard_checkpoints(self) -> None:
+        """Remove the checkpoints by a rename first, so a kill while deleting never leaves a half-deleted
+        checkpoint that a resume could take for a complete one."""
+        if self.checkpoints_dir.exists():
+            self.checkpoints_dir.rename(self.path / TRASH)
+        shutil.rmtree(self.path / TRASH, ignore_errors=True)
+
     def finish(self, final: "RunFolder") -> "RunFolder":
-        """Rename this work folder into `final`, replacing an older run by renames (old removed last)."""
+        """Rename this work folder into `final`, replacing an older run by renames (old removed last), and remove
+        what an earlier killed swap left beside it."""
+        self.discard_checkpoints()
+        (self.path / TRAINED).unlink(missing_ok=True)
         replace_dir(self.path, final.path)
+        for stale in final.path.parent.glob(f".{final.name}.old-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         return final
 
 

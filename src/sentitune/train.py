@@ -22,6 +22,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from .config import TrainConfig
 from .data import examples_descriptor
 from .errors import SentituneError
+from .io import atomic_dir
 from .metrics import classification_metrics, softmax
 from .predict import logits_for_ids
 from .run import RunFolder, prediction_columns
@@ -55,8 +56,8 @@ def check_folders(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[RunF
             raise SentituneError(f"{work.path}: an interrupted run exists; pass --resume to continue it or "
                                  "--overwrite to start over.")
         shutil.rmtree(work.path)
-    if resume and not work.path.exists():
-        raise SentituneError(f"--resume: nothing to resume at {work.path}; run without --resume.")
+    if resume and not work.path.exists():  # killed before anything was written: rerunning is resuming
+        log.info("--resume: nothing to resume at %s; starting the run.", work.path)
     return final, work
 
 
@@ -116,15 +117,15 @@ def run_metrics(preds: pd.DataFrame, prepared: Prepared, cfg: TrainConfig, train
     return out
 
 
-def save_model(trainer: Trainer, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> None:
-    """save_pretrained model + tokenizer, with the preprocessing that `predict` and `pipeline()` need."""
-    model = trainer.model
+def save_model(model, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> None:
+    """save_pretrained model + tokenizer, with the preprocessing that `predict` and `pipeline()` need; written in
+    a temporary folder and renamed, so a kill mid-save leaves no model folder that looks whole."""
     model.config.sentitune = {"max_length": cfg.max_length, "truncation": cfg.truncation, "clean": cfg.data.clean,
                               "ordinal": prepared.labels.ordinal}
     prepared.tokenizer.model_max_length = cfg.max_length
-    trainer.save_model(str(model_dir))
-    prepared.tokenizer.save_pretrained(str(model_dir))
-    (model_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the settings are in config.yaml
+    with atomic_dir(model_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        prepared.tokenizer.save_pretrained(str(tmp))
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
@@ -140,7 +141,9 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0).
 
-    `callbacks`: extra `TrainerCallback`s (the tests inject a kill -9 here)."""
+    `--resume` continues from wherever a kill stopped the run: the last complete checkpoint, the final save
+    (training is not repeated) or the rename into place. `callbacks`: extra `TrainerCallback`s (the tests inject
+    a kill -9 here)."""
     final, work = check_folders(cfg, resume, overwrite)
     prepared = prepare(cfg)  # bad data or a bad model stop here, before anything is created
     cfg = prepared.cfg  # max_length resolved
@@ -148,31 +151,46 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
     prepared.tokenized(cfg)
     with exclusive(final):
         check_folders(cfg, resume, overwrite)  # again, under the lock: another process may have started meanwhile
+        if resume and rank() == 0 and work.is_complete:  # killed while being renamed into place
+            return work.finish(final).path
         if rank() == 0:
             work.path.mkdir(parents=True, exist_ok=True)
             work.write_config(cfg)
-        per_step = examples_per_step(cfg)
-        metric = selection_metric(cfg, prepared.labels)
-        trainer = make_trainer(cfg, prepared, model, work.path, [JsonlLogger(work.log_path, work.tb_dir, per_step),
-                                                                 RichProgress(per_step, metric), *callbacks])
-        checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
-        started = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        wall = time.perf_counter() - started
-        if not trainer.is_world_process_zero():
+        weights = work.trained_weights() if resume else None
+        if weights is None:
+            model, stats = fit(cfg, prepared, model, work, resume, callbacks)
+        elif rank() == 0:  # killed during the final save: training had ended with these weights
+            model, stats = type(model).from_pretrained(str(weights)), work.trained()["stats"]
+        if rank() != 0:
             return None
-        preds, inference = predictions_frame(trainer.model, prepared, cfg)
-        stats = {"wall_time_s": wall, "train_examples_per_s": result.metrics.get("train_samples_per_second"),
-                 "train_samples": len(prepared.splits["train"]), "steps": trainer.state.global_step,
-                 "best_step": _best_step(trainer), "selection_metric": metric,
-                 "resumed_from": Path(checkpoint).name if checkpoint else None,
-                 "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),
-                 "train_loss": mean_logged_loss(trainer) or result.metrics.get("train_loss")}
+        preds, inference = predictions_frame(model, prepared, cfg)
         work.write_predictions(preds)
         work.write_metrics(run_metrics(preds, prepared, cfg, stats, inference))
-        save_model(trainer, prepared, cfg, work.model_dir)
-        shutil.rmtree(work.checkpoints_dir, ignore_errors=True)
+        save_model(model, prepared, cfg, work.model_dir)
         return work.finish(final).path
+
+
+def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bool, callbacks) -> tuple:
+    """Train (from the last complete checkpoint on resume) and return the chosen model and the training facts
+    (None for the model on DDP ranks other than 0); records both in the work folder before the final save."""
+    per_step, metric = examples_per_step(cfg), selection_metric(cfg, prepared.labels)
+    trainer = make_trainer(cfg, prepared, model, work.path, [JsonlLogger(work.log_path, work.tb_dir, per_step),
+                                                             RichProgress(per_step, metric), *callbacks])
+    checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    if not trainer.is_world_process_zero():
+        return None, {}
+    stats = {"wall_time_s": time.perf_counter() - started,
+             "train_examples_per_s": result.metrics.get("train_samples_per_second"),
+             "train_samples": len(prepared.splits["train"]), "steps": trainer.state.global_step,
+             "best_step": _best_step(trainer), "selection_metric": metric,
+             "resumed_from": Path(checkpoint).name if checkpoint else None,
+             "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),
+             "train_loss": mean_logged_loss(trainer) or result.metrics.get("train_loss")}
+    weights = trainer.state.best_model_checkpoint or last_complete_checkpoint(work.checkpoints_dir)
+    work.write_trained(stats, Path(weights))
+    return trainer.model, stats
 
 
 def mean_logged_loss(trainer: Trainer) -> float | None:

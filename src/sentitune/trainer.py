@@ -28,6 +28,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from .config import TrainConfig
 from .data import prepare_splits, token_length_percentile, tokenize_splits
@@ -191,6 +192,36 @@ def layerwise_optimizer(cfg: TrainConfig, model, args: TrainingArguments) -> tup
     return optimizer_cls, kwargs
 
 
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length grouping whose shuffle depends only on (seed, epoch). Trainer's own sampler draws from the global
+    RNG when an epoch starts; a run resumed in a later epoch cannot restore that state in time, so its batches
+    (and its weights) differed from an uninterrupted run's."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by accelerate's data loader at every epoch, resumed or not
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class SentimentTrainer(Trainer):
+    """Trainer with one change: a length-grouped sampler that a resume restores exactly."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                               lengths, seed)
+
+
 def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, callbacks=()) -> Trainer:
     """A Hugging Face Trainer for `cfg` (checkpoints under `out_dir/checkpoints`) with the given callbacks,
     early stopping when the config asks for it, dynamic padding and optional class weights."""
@@ -202,7 +233,7 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, cal
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     labels = np.asarray(tokenized["train"]["label"])
-    trainer = Trainer(
+    trainer = SentimentTrainer(
         model=model, args=args, train_dataset=train_set,
         eval_dataset=tokenized["validation"].select_columns(MODEL_COLUMNS),
         data_collator=DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=8),

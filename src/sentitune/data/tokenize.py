@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import SentituneError
@@ -56,15 +58,50 @@ def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = 
     write the same cache file)."""
     cache = Path(cache_dir or os.environ.get("SENTITUNE_CACHE", Path.home() / ".cache" / "sentitune")) / "tokenized"
     cache.mkdir(parents=True, exist_ok=True)
+    remove_dead_writers(cache)
     fn = tokenize_function(tokenizer, max_length, truncation)
     vocab = tokenizer_digest(tokenizer)
     out = {}
     for split, ds in splits.items():
         key = hashlib.sha256(f"{ds._fingerprint}|{vocab}|{max_length}|{truncation}".encode()).hexdigest()[:20]
-        out[split] = ds.map(fn, batched=True, batch_size=1000,
-                            cache_file_name=str(cache / f"{key}.arrow") if use_cache else None,
+        target = cache / f"{key}.arrow"
+        if use_cache and not target.exists():
+            with writer_folder(cache) as tmp:  # datasets writes a temporary file beside its target
+                ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(tmp / target.name),
+                       desc=f"tokenize {split}")
+                os.replace(tmp / target.name, target)
+        out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(target) if use_cache else None,
                             load_from_cache_file=use_cache, desc=f"tokenize {split}")
     return type(splits)(out)
+
+
+@contextlib.contextmanager
+def writer_folder(cache: Path):
+    """A folder of this process inside the cache: a kill mid-write leaves only a folder named after a dead
+    process, which the next run removes, never a stray file among the cached ones."""
+    folder = cache / f".writer-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_dead_writers(cache: Path) -> None:
+    for folder in cache.glob(".writer-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tokenizer_digest(tokenizer) -> str:
