@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sentitune.errors import SentituneError
@@ -33,7 +34,8 @@ def test_export_writes_the_hub_onnx_layout(exported):
 
 def test_onnx_backends_agree_with_torch(exported):
     folder, _ = exported
-    torch_logits = SentimentModel.from_pretrained(folder, runtime=Runtime.resolve("fp32")).score(TEXTS).logits
+    torch_logits = SentimentModel.from_pretrained(folder, backend="torch", runtime=Runtime.resolve("fp32")).score(
+        TEXTS).logits
     fp32 = SentimentModel.from_pretrained(folder, backend="onnx")
     int8 = SentimentModel.from_pretrained(folder, backend="onnx-int8")
     assert fp32.default_batch_size == 1
@@ -41,13 +43,20 @@ def test_onnx_backends_agree_with_torch(exported):
     np.testing.assert_allclose(fp32.score(TEXTS, batch_size=4).logits, torch_logits, atol=1e-4)  # padding masked
     assert np.abs(int8.score(TEXTS).logits - torch_logits).max() < 0.05
     assert ([p["label"] for p in fp32.predict(TEXTS)]
-            == [p["label"] for p in SentimentModel.from_pretrained(folder).predict(TEXTS)])
+            == [p["label"] for p in SentimentModel.from_pretrained(folder, backend="torch").predict(TEXTS)])
+
+
+def test_auto_backend_takes_int8_only_where_bf16_is_absent_and_it_was_exported(exported, tiny_model):
+    folder, _ = exported
+    assert SentimentModel.from_pretrained(folder, runtime=Runtime.resolve("fp32")).backend == "onnx-int8"
+    assert SentimentModel.from_pretrained(folder, runtime=Runtime.resolve("bf16")).backend == "torch"
+    assert SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("fp32")).backend == "torch"
 
 
 def test_missing_graph_names_the_export_command(tiny_model):
     with pytest.raises(SentituneError, match=r"not found; run `sentitune export"):
         SentimentModel.from_pretrained(tiny_model, backend="onnx-int8")
-    with pytest.raises(SentituneError, match="--backend tflite: use one of torch, onnx, onnx-int8"):
+    with pytest.raises(SentituneError, match="--backend tflite: use one of auto, torch, onnx, onnx-int8"):
         SentimentModel.from_pretrained(tiny_model, backend="tflite")
 
 
@@ -61,10 +70,21 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
 
     from test_cli import sentitune as cli  # the real entry point, in this process
 
+    from sentitune.metrics import softmax
+    from sentitune.run import RunFolder, prediction_columns
+
     shutil.copytree(tiny_model, tmp_path / "run" / "model")
+    logits = np.zeros((len(TEXTS), 2), dtype=np.float32)
+    RunFolder(tmp_path / "run").write_predictions(pd.DataFrame({
+        "split": "test", "idx": range(len(TEXTS)), "text": TEXTS, "label": [1, 0, 1, 0],
+        **prediction_columns(softmax(logits), logits)}))
     out = cli("export", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()
+    quality = json.loads((tmp_path / "run" / "model" / "onnx" / "quality.json").read_text())
+    assert quality["texts"] == 4 and set(quality["backends"]) == {"torch", "onnx", "onnx-int8"}
+    assert quality["backends"]["onnx"]["agreement_with_torch"] == 1.0
+    assert "onnx-int8: accuracy" in out.stdout
     out = cli("predict", str(tmp_path / "run"), "great film", "--backend", "onnx-int8")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1])["label"] in {"LABEL_0", "LABEL_1"}  # the stand-in model's own names
@@ -106,7 +126,8 @@ def test_five_star_run_through_train_export_predict_and_serve(tmp_path):
     assert metrics["labels"]["ordinal"] and {"mae", "qwk", "within_one"} <= set(metrics["test"])
     export_onnx(run)
     texts = rows.text.tolist()[:6]
-    torch_probs = SentimentModel.from_pretrained(run, runtime=Runtime.resolve("fp32")).predict_proba(texts)
+    fp32 = Runtime.resolve("fp32")
+    torch_probs = SentimentModel.from_pretrained(run, backend="torch", runtime=fp32).predict_proba(texts)
     onnx_probs = SentimentModel.from_pretrained(run, backend="onnx").predict_proba(texts)
     assert torch_probs.shape == (6, 5) and np.allclose(onnx_probs, torch_probs, atol=1e-4)
     body = TestClient(create_app(run / "model", backend="onnx-int8")).post("/predict", json={"texts": texts[:2]}).json()

@@ -26,6 +26,11 @@ def onnx_path(model_dir: str | Path, backend: str) -> Path:
     return Path(model_dir) / "onnx" / ONNX_FILES[backend]
 
 
+def exported_backends(model_dir: str | Path) -> set[str]:
+    """The ONNX backends whose graphs exist in a model folder."""
+    return {backend for backend in ONNX_FILES if onnx_path(model_dir, backend).is_file()}
+
+
 def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
@@ -81,7 +86,8 @@ def _quantized(src: Path, out: Path) -> None:
 
 
 def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
-    """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files."""
+    """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files.
+    `backend_quality` then measures them against torch."""
     model_dir = model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
@@ -92,3 +98,34 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
         if quantize:
             _quantized(tmp / ONNX_FILES["onnx"], tmp / ONNX_FILES["onnx-int8"])
     return sorted((model_dir / "onnx").glob("*.onnx"))
+
+
+def backend_quality(model_dir: str | Path, n: int = 500) -> dict | None:
+    """Accuracy, agreement with torch and speed of every exported backend on the first `n` test texts of the run
+    the model folder belongs to (None outside a run), written to `onnx/quality.json`: the evidence behind
+    `--backend auto` choosing int8."""
+    import time
+
+    from .predict import SentimentModel
+    from .run import RunFolder, write_json
+
+    model_dir = model_folder(model_dir)
+    run = RunFolder(model_dir.parent)
+    if n <= 0 or not run.has_predictions():
+        return None
+    test = run.predictions().query("split == 'test'").head(n)
+    texts, labels = test["text"].tolist(), test["label"].to_numpy()
+    rows, reference = {}, None
+    for backend in ["torch", *sorted(exported_backends(model_dir))]:
+        model = SentimentModel.from_pretrained(model_dir, backend=backend)
+        started = time.perf_counter()
+        probs = model.predict_proba(texts)
+        seconds = time.perf_counter() - started
+        pred = probs.argmax(1)
+        reference = pred if reference is None else reference
+        rows[backend] = {"accuracy": float((pred == labels).mean()), "agreement_with_torch": float(
+            (pred == reference).mean()), "examples_per_s": round(len(texts) / seconds, 1)}
+    quality = {"texts": len(texts), "source": "the run's test split", "precision": model.runtime.precision,
+               "cpu": model.runtime.cpu.summary(), "backends": rows}
+    write_json(model_dir / "onnx" / "quality.json", quality)
+    return quality

@@ -105,6 +105,14 @@ def pick_precision(requested: str, device: torch.device, cpu: CpuInfo) -> str:
     return "bf16" if cpu.native_bf16 else "fp32"
 
 
+def pick_backend(requested: str, precision: str, on_cpu: bool, available: set[str]) -> str:
+    """auto: the int8 ONNX graph on a CPU without native bf16 when the model folder has one (1.96x `pipeline()`
+    against 1.17x for fp32 torch on an AVX2-only CPU, docs/benchmarks.md), else torch; or what the user asked."""
+    if requested != "auto":
+        return requested
+    return "onnx-int8" if on_cpu and precision != "bf16" and "onnx-int8" in available else "torch"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Device, precision, threads and attention kernel, decided once where a model is loaded."""

@@ -16,11 +16,11 @@ import torch
 from .data import clean_text, special_tokens_around, tokenize_function
 from .errors import SentituneError
 from .labels import LabelScheme
-from .machine import Runtime
+from .machine import Runtime, pick_backend
 from .metrics import softmax
 from .models import load_classifier, load_tokenizer, model_folder
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def _padded(batch: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -111,7 +111,7 @@ class SentimentModel:
     """A fine-tuned sentiment classifier with its tokenizer, label scheme and the preprocessing it was trained with."""
 
     def __init__(self, model, tokenizer, runtime: Runtime | None = None):
-        self.model, self.tokenizer, self._fast = model, tokenizer, None
+        self.model, self.tokenizer, self._fast, self.backend = model, tokenizer, None, "torch"
         self.runtime = runtime or Runtime.resolve()
         settings = getattr(model.config, "sentitune", None) or {}
         self.max_length = int(settings.get("max_length") or getattr(tokenizer, "model_max_length", 512) or 512)
@@ -121,21 +121,28 @@ class SentimentModel:
         self.labels = LabelScheme.from_model_config(model.config)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, backend: str = "torch",
+    def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, backend: str = "auto",
                         runtime: Runtime | None = None) -> "SentimentModel":
         """Load a saved model folder (or a run folder). `backend`: torch, or the ONNX graphs `sentitune export`
-        wrote: onnx (fp32) or onnx-int8 (fastest on CPU; accuracy measured in docs/benchmarks.md)."""
+        wrote: onnx (fp32) or onnx-int8; auto: onnx-int8 on a CPU without native bf16 when it was exported,
+        else torch (`self.backend` says which)."""
+        from .export import exported_backends
+
         path = model_folder(path)
         if backend not in BACKENDS:
             raise SentituneError(f"--backend {backend}: use one of {', '.join(BACKENDS)}.")
         if not (path / "config.json").is_file():
             raise SentituneError(f"{path}: no saved model (config.json); pass a run folder or its model/ folder.")
         runtime = runtime or Runtime.resolve()
+        backend = pick_backend(backend, runtime.precision, runtime.on_cpu, exported_backends(path))
         tokenizer = load_tokenizer(str(path), trust_remote_code)
         if backend != "torch":
-            return cls(_onnx_classifier(path, backend, trust_remote_code, runtime), tokenizer, runtime)
-        model = load_classifier(str(path), trust_remote_code=trust_remote_code)
-        return cls(model.to(runtime.device), tokenizer, runtime)
+            loaded = cls(_onnx_classifier(path, backend, trust_remote_code, runtime), tokenizer, runtime)
+        else:
+            loaded = cls(load_classifier(str(path), trust_remote_code=trust_remote_code).to(runtime.device),
+                         tokenizer, runtime)
+        loaded.backend = backend
+        return loaded
 
     @property
     def default_batch_size(self) -> int:
@@ -212,7 +219,7 @@ def label_decision(probs: np.ndarray, names) -> dict:
     return {"label": names[best], "score": float(probs[best]), "scores": {n: float(p) for n, p in zip(names, probs)}}
 
 
-def predict_proba(model_or_dir, texts: list[str], backend: str = "torch", **kwargs) -> np.ndarray:
+def predict_proba(model_or_dir, texts: list[str], backend: str = "auto", **kwargs) -> np.ndarray:
     """(n, K) class probabilities for raw texts with a saved model (or a loaded SentimentModel)."""
     model = model_or_dir if isinstance(model_or_dir, SentimentModel) else \
         SentimentModel.from_pretrained(model_or_dir, backend=backend)
