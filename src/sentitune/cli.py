@@ -24,7 +24,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
-BACKEND_HELP = "torch, or an ONNX graph written by `sentitune export`: onnx (fp32) or onnx-int8 (fastest on CPU)."
+BACKEND_HELP = ("auto (onnx-int8 when exported and the CPU lacks native bf16, else torch), torch, or an ONNX graph "
+                "written by `sentitune export`: onnx (fp32) or onnx-int8.")
 
 @app.callback()
 def _quiet() -> None:
@@ -170,11 +171,24 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
                                                                         "fastest measured for the backend)."),
                     windows: bool = typer.Option(False, help="Read long texts whole: "
                                                              "average over half-overlapping windows."),
-                    backend: str = typer.Option("torch", help=BACKEND_HELP)):
-    """Classify new texts with a fine-tuned model; prints one JSON line per text."""
+                    backend: str = typer.Option("auto", help=BACKEND_HELP),
+                    input_: Optional[str] = typer.Option(None, "--input", help="Score a whole file in chunks: .csv, "
+                                                         ".tsv, .jsonl, .parquet or .txt (- : JSON lines on stdin)."),
+                    output: Optional[str] = typer.Option(None, help="With --input: .csv, .tsv, .jsonl or .parquet "
+                                                                    "(- : JSON lines on stdout)."),
+                    text_column: str = typer.Option("text", help="With --input: the column holding the texts."),
+                    chunk_size: int = typer.Option(10_000, help="With --input: rows read and scored at a time."),
+                    resume: bool = typer.Option(False, help="With --input: continue a killed job into the same "
+                                                            "--output, skipping the chunks it finished."),
+                    overwrite: bool = typer.Option(False, help="With --input: replace an existing --output.")):
+    """Classify new texts with a fine-tuned model; prints one JSON line per text, or with --input/--output
+    scores a file of any size (input columns kept; label, confidence and prob_<class> added)."""
     from .models import model_folder
     from .predict import SentimentModel
 
+    if input_ or output:
+        return _score_file(model, texts, file, input_, output, text_column, chunk_size, batch_size, backend,
+                           resume, overwrite, windows)
     model_dir = model_folder(model)
     if file:
         texts = _text_lines(file)
@@ -185,6 +199,24 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
         print(json.dumps({"text": text[:80], **pred}))
 
 
+def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_: str | None, output: str | None,
+                text_column: str, chunk_size: int, batch_size: int | None, backend: str, resume: bool,
+                overwrite: bool, windows: bool) -> None:
+    """`predict --input/--output`: stream the file through `sentitune.batch.score_file`; a summary on stderr."""
+    from .batch import score_file
+
+    if texts or file:
+        raise SentituneError("predict: --input scores a file; pass texts or --file without --input/--output.")
+    if not (input_ and output):
+        raise SentituneError("predict: --input and --output go together (- for JSON lines on stdin/stdout).")
+    summary = score_file(model, input_, output, text_column, chunk_size, batch_size, backend, resume, overwrite,
+                         windows)
+    reused = f", {summary['parts_reused']} finished chunk(s) reused" if summary["parts_reused"] else ""
+    empty = f", {summary['empty']} empty text(s) left unscored" if summary["empty"] else ""
+    Console(stderr=True).print(f"wrote {summary['output']}: {summary['rows']:,} rows in {summary['seconds']:.1f} s"
+                               f"{reused}{empty}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _text_lines(file: Path) -> list[str]:
     """Non-empty lines of a UTF-8 text file, split on newlines only (reviews may hold other Unicode line breaks)."""
     from .data.sources import decode_utf8
@@ -193,6 +225,28 @@ def _text_lines(file: Path) -> list[str]:
         raise SentituneError(f"--file {file}: file not found.")
     text = decode_utf8(file.read_bytes(), f"--file {file}")
     return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+@app.command("explain")
+def explain_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                    text: str = typer.Argument(..., help="The text to explain."),
+                    target: Optional[str] = typer.Option(None, help="Explain this class (default: the predicted one)."),
+                    steps: int = typer.Option(32, help="Integration steps: more lower the convergence delta, "
+                                                       "proportionally slower."),
+                    html: Optional[Path] = typer.Option(None, help="Also write the explanation as an HTML snippet "
+                                                                   "to this file.")):
+    """Which words moved the decision: Integrated Gradients per word, green for the class, red against."""
+    from .explain import explain, html_snippet, rich_text, summary
+    from .models import model_folder
+    from .predict import SentimentModel
+
+    found = explain(SentimentModel.from_pretrained(model_folder(model), backend="torch"), text, target, steps)
+    console.print(summary(found), markup=False, highlight=False)
+    console.print(rich_text(found))
+    if html:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(html_snippet(found), encoding="utf-8")
+        console.print(f"wrote {html}", markup=False, highlight=False)
 
 
 @app.command("run")
@@ -320,22 +374,30 @@ def tune_command(cfg: TrainConfig,
 @app.command("serve")
 def serve_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                   host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
-                  backend: str = typer.Option("torch", help=BACKEND_HELP)):
-    """Serve POST /predict and GET /health over HTTP."""
+                  backend: str = typer.Option("auto", help=BACKEND_HELP),
+                  batching: bool = typer.Option(True, help="Score concurrent /predict requests together in one "
+                                                           "model call (--no-batching: each in its own thread).")):
+    """Serve POST /predict, POST /explain, GET /health and a page to try them at / over HTTP."""
     from .models import model_folder
     from .serve import serve
 
-    serve(model_folder(model), host, port, backend)
+    serve(model_folder(model), host, port, backend, batching)
 
 
 @app.command("export")
 def export_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
-                   quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx).")):
+                   quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx)."),
+                   check: int = typer.Option(500, help="Score this many of the run's test texts with every backend "
+                                                       "(accuracy, agreement, speed -> onnx/quality.json); 0: skip.")):
     """Write ONNX graphs for onnxruntime into the model folder (onnx/model.onnx, onnx/model_quantized.onnx)."""
-    from .export import export_onnx
+    from .export import backend_quality, export_onnx
 
     for path in export_onnx(model, quantize):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    quality = backend_quality(model, check)
+    for backend, row in (quality or {}).get("backends", {}).items():
+        print(f"{backend}: accuracy {row['accuracy']:.4f}, agrees with torch on {row['agreement_with_torch']:.2%}, "
+              f"{row['examples_per_s']} texts/s ({quality['texts']} test texts)")
 
 
 def main() -> None:
