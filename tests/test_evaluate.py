@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import tiny_bert
 
-from sentitune.data import DataConfig
+from sentitune.data import DataConfig, clean_text
 from sentitune.errors import SentituneError
-from sentitune.evaluate import error_examples, evaluate_run, has_negation, slices
+from sentitune.evaluate import error_examples, evaluate_run, excerpt, excerpt_words, has_negation, slices
 from sentitune.labels import LabelScheme
 from sentitune.metrics import classification_metrics, softmax
 from sentitune.run import RunFolder, prediction_columns, probabilities
@@ -126,3 +129,45 @@ def test_evaluate_run_errors_are_one_line(tmp_path):
     (tmp_path / ".x.partial").mkdir()
     with pytest.raises(SentituneError, match="unfinished run"):
         evaluate_run(tmp_path / ".x.partial")
+
+
+def explained_rows(evaluation: dict) -> list[dict]:
+    return [row for rows in evaluation["errors"]["confident"].values() for row in rows if "words" in row]
+
+
+def test_the_most_confident_errors_are_explained_with_spans_into_their_excerpts(tmp_path):
+    run = make_run(tmp_path, 3)
+    tiny_bert(run.model_dir, num_labels=3)  # random weights; its classes are LABEL_i, not the run's names
+    frame = run.predictions()
+    run.write_predictions(frame.assign(text=frame["text"] + " and then the story goes on" * 20))  # excerpts
+    evaluate_run(run.path, plots=False, explain_errors=3)
+    saved = run.evaluation()
+    explained, listed = explained_rows(saved), [r for rows in saved["errors"]["confident"].values() for r in rows]
+    summary = saved["explanations"]
+    assert len(explained) == 3 and summary["explained"] == 3 and summary["skipped"] is None
+    assert summary["steps"] == 16 and summary["seconds"] > 0
+    assert min(r["confidence"] for r in explained) >= max(r["confidence"] for r in listed if "words" not in r)
+    for row in explained:
+        assert row["target"] == row["pred"] and np.isfinite(row["delta"])
+        text, words = row["text"], row["words"]
+        assert "[...]" in text and words[0]["start"] == 0 and words[-1]["end"] == len(text)
+        assert all(clean_text(text[w["start"]:w["end"]]) == w["word"] for w in words)
+        assert all(abs(w["score"]) <= 1 for w in words) and any(w["score"] != 0 for w in words)
+
+
+def test_explanations_are_skipped_with_a_reason(tmp_path):
+    run = make_run(tmp_path, 2)  # model/ without weights, like the run folders kept in docs/runs
+    for n, reason in ((5, "no model weights in the run's model/ folder"), (0, "not requested")):
+        evaluate_run(run.path, plots=False, explain_errors=n)
+        saved = run.evaluation()
+        assert saved["explanations"]["explained"] == 0 and reason in saved["explanations"]["skipped"]
+        assert not explained_rows(saved)
+
+
+def test_excerpt_words_keep_the_start_and_end_with_spans_into_the_excerpt():
+    text = "first words here " + "middle " * 100 + "the ending works"
+    words = [{"word": m.group(), "start": m.start(), "end": m.end(), "score": 0.5} for m in re.finditer(r"\S+", text)]
+    short, kept = excerpt(text), excerpt_words(words, text)
+    assert [w["word"] for w in kept[:2]] == ["first", "words"] and [w["word"] for w in kept[-2:]] == ["ending", "works"]
+    assert all(short[w["start"]:w["end"]] == w["word"] for w in kept) and len(kept) < len(words)
+    assert excerpt_words(words[:3], "first words here") == words[:3]

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_bert
 from fake_run import TINY_PNG, comparison_table, fake_comparison, make_fake_run
 
+from sentitune.evaluate import evaluate_run
 from sentitune.facts import run_facts
 from sentitune.report import lessons_learned, write_report
+from sentitune.run import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_RUNS = ["main-job", "cpu-quick", "cpu-full", "cpu-full-d0"]
@@ -92,6 +95,7 @@ def test_report_files_and_numbers(reported):
         assert "x86_64, 2 CPU threads, torch 2.13.0" in text  # the older hardware record
     assert headline_value(html, md, "accuracy") == (pytest.approx(test["accuracy"], abs=5e-5),) * 2
     assert not list(run.glob(".*.tmp-*"))  # atomic writes left nothing behind
+    assert "No word attributions of the errors: no model weights in the run's model/ folder." in md
     markdown_tables_are_intact(md)
 
 
@@ -193,6 +197,26 @@ def test_hostile_text_and_names_are_escaped_in_html(tmp_path):
     markdown_tables_are_intact(md)
 
 
+def test_explained_errors_are_highlighted_and_escaped(tmp_path):
+    run = make_fake_run(tmp_path, name="explained", kind="tweets", names=HOSTILE, text_prefix=" ".join(HOSTILE) + " ")
+    tiny_bert(RunFolder(run).model_dir, num_labels=3)
+    evaluate_run(run, plots=False)
+    html, md = write_report(run).read_text(), (run / "report.md").read_text()
+    explained = [row for rows in RunFolder(run).evaluation()["errors"]["confident"].values() for row in rows
+                 if "words" in row]
+    assert len(explained) == 5
+    assert "<script" not in html and "onerror=alert(1)>" not in html
+    span = r'<span style="background:rgb\(\d+,\d+,\d+\)" title="[+-]\d\.\d{3}">'
+    assert len(re.findall(span + "&lt;/script&gt;&lt;script&gt;alert\\(2\\)&lt;/script&gt;</span>", html)) == 5
+    assert len(re.findall(span + "&lt;img</span>", html)) == 5
+    assert ": evidence for the predicted class, " in html and "word attributions of the 5 most confident" in html
+    for row in explained:
+        strongest = max(row["words"], key=lambda w: abs(w["score"]))
+        assert f"{strongest['word']} {strongest['score']:+.2f}" in md
+    assert "+ is evidence for the predicted class, - against" in md
+    markdown_tables_are_intact(md)
+
+
 def test_comparison_given_as_a_table_draws_its_chart(tmp_path):
     run = make_fake_run(tmp_path)
     html = write_report(run, out_dir=tmp_path / "out", comparison=comparison_table(run)).read_text()
@@ -219,6 +243,7 @@ def test_older_run_folders_still_render(name, tmp_path):
     assert headline_value(html, md, "accuracy") == (pytest.approx(accuracy, abs=5e-5),) * 2
     assert "Model vs baselines" in html and "McNemar p = " in md  # the top-level comparison.json was found
     assert len(IMG_TAG.findall(html)) >= 11
+    assert "attributions" not in html and "attributions" not in md  # evaluated before errors were explained
     markdown_tables_are_intact(md)
 
 

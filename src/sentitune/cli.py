@@ -281,7 +281,9 @@ def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
                      top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
                      backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only."),
                      windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping "
-                                                              "windows). With --data only.")):
+                                                              "windows). With --data only."),
+                     explain_errors: int = typer.Option(5, help="Word attributions (integrated gradients, torch) "
+                                                                "for the most confident errors; 0: none.")):
     """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
     from .evaluate import evaluate_run
 
@@ -290,7 +292,8 @@ def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
     if (backend != "torch" or windows) and data_cfg is None:
         raise SentituneError("--backend/--windows: re-predicting needs --data "
                              "(without it the run's saved predictions are scored).")
-    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows)
+    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows,
+                          explain_errors=explain_errors)
     console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
 
 
@@ -305,6 +308,16 @@ def report_command(run: Path = typer.Argument(..., help="A run folder."),
 
     comparison = comparison or (RunFolder(run).comparison_dir if RunFolder(run).comparison_dir.is_dir() else None)
     console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
+
+
+@app.command("present")
+def present_command(run: Path = typer.Argument(..., help="A run folder."),
+                    out: Optional[Path] = typer.Option(None, help="Output file (default: RUN/presentation.html).")):
+    """A self-contained HTML slide deck for a 15-minute walkthrough of the run: arrow keys or space to move, `s` for
+    speaker notes, print for one slide per page."""
+    from .present import write_presentation
+
+    console.print(f"wrote {write_presentation(run, out)}")
 
 
 @app.command("baseline")

@@ -2,12 +2,15 @@
 
 `analyze(frame, ...)` turns one scored split (a predictions table) into the evaluation dict; `evaluate_run`
 scores a run folder (its own test predictions, or another dataset with `--data`) and writes evaluation.json
-and plots through the RunFolder. The statistics themselves live in `sentitune.metrics`.
+and plots through the RunFolder; when the run has its model weights, the most confident errors also get word
+attributions (`sentitune.explain`). The statistics themselves live in `sentitune.metrics`.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,10 @@ from .run import RunFolder, logits, prediction_columns, probabilities
 
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|nowhere|hardly|barely|without)\b|n't\b",
                       re.IGNORECASE)
+ELLIPSIS = " [...] "  # joins the start and the end of a long text's excerpt
+# Integrated Gradients path points per explained error: few, so the main job stays fast on a CPU (a larger
+# convergence delta is the price; it is recorded with each error)
+EXPLAIN_STEPS = 16
 
 
 # ---------------------------------------------------------------- slices and error analysis
@@ -79,13 +86,29 @@ def weakest_slice(slice_tables: dict[str, list[dict]], min_n: int = 20) -> dict 
     return min(rows, key=lambda r: r["accuracy"]) if rows else None
 
 
+def excerpt_pieces(text: str, chars: int = 400) -> list[tuple[int, int]]:
+    """The (start, end) parts of `text` its excerpt keeps: all of it, or its start and its end."""
+    if len(text) <= chars:
+        return [(0, len(text))]
+    head = chars * 2 // 3
+    tail = len(text) - (chars - head)
+    return [(0, len(text[:head].rstrip())), (len(text) - len(text[tail:].lstrip()), len(text))]
+
+
 def excerpt(text: str, chars: int = 400) -> str:
     """The start and end of a long text joined by an ellipsis (reviews often conclude at the end)."""
     text = text or ""
-    if len(text) <= chars:
-        return text
-    head = chars * 2 // 3
-    return text[:head].rstrip() + " [...] " + text[-(chars - head):].lstrip()
+    return ELLIPSIS.join(text[start:end] for start, end in excerpt_pieces(text, chars))
+
+
+def excerpt_words(words: list[dict], text: str, chars: int = 400) -> list[dict]:
+    """The words ({word, start, end, ...} with spans into `text`) that `excerpt(text)` keeps, spans moved into it."""
+    kept, offset = [], 0
+    for start, end in excerpt_pieces(text, chars):
+        kept += [{**w, "start": w["start"] - start + offset, "end": w["end"] - start + offset}
+                 for w in words if start <= w["start"] and w["end"] <= end]
+        offset += end - start + len(ELLIPSIS)
+    return kept
 
 
 def example_rows(frame: pd.DataFrame, names, excerpt_chars: int = 400) -> list[dict]:
@@ -101,15 +124,78 @@ def example_rows(frame: pd.DataFrame, names, excerpt_chars: int = 400) -> list[d
     return rows
 
 
+def confident_errors(frame: pd.DataFrame, k: int, top_n: int) -> pd.DataFrame:
+    """The `top_n` wrong predictions on true class `k`, most confident first."""
+    wrong = frame[frame["pred"] != frame["label"]]
+    return wrong[wrong["label"] == k].sort_values("confidence", ascending=False).head(top_n)
+
+
 def error_examples(frame: pd.DataFrame, names, top_n: int = 10) -> dict:
     """The most confident errors per true class, the least sure predictions, and error counts per true class."""
     wrong = frame[frame["pred"] != frame["label"]]
-    confident = {name: example_rows(
-                     wrong[wrong["label"] == k].sort_values("confidence", ascending=False).head(top_n), names)
-                 for k, name in enumerate(names)}
+    confident = {name: example_rows(confident_errors(frame, k, top_n), names) for k, name in enumerate(names)}
     least_sure = frame.sort_values("confidence", kind="stable").head(top_n)
     return {"confident": confident, "least_sure": example_rows(least_sure, names),
             "n_errors": {name: int((wrong["label"] == k).sum()) for k, name in enumerate(names)}}
+
+
+# ---------------------------------------------------------------- explanations of the most confident errors
+
+
+def unexplainable(run: RunFolder, frame: pd.DataFrame, n: int) -> str | None:
+    """Why no error can be explained (None when they can)."""
+    if n <= 0:
+        return "not requested (--explain-errors 0)"
+    if not run.has_weights():
+        return f"no model weights in the run's {run.model_dir.name}/ folder"
+    if "text" not in frame:
+        return "the predictions have no texts"
+    return None
+
+
+def errors_to_explain(frame: pd.DataFrame, errors: dict, names, top_n: int, n: int) -> list[tuple[dict, str]]:
+    """The `n` most confident of the errors listed in `errors`, each as (its row there, its full text)."""
+    pairs = [(row, str(text)) for k, name in enumerate(names)
+             for row, text in zip(errors["confident"][name], confident_errors(frame, k, top_n)["text"])]
+    return sorted(pairs, key=lambda pair: -pair[0]["confidence"])[:n]
+
+
+def explained_row(model, row: dict, text: str, labels: LabelScheme, steps: int) -> dict:
+    """What an error's row gains: `words` ({word, start, end, score}, spans into its excerpt `text`), `target`
+    (its predicted class, the one explained) and `delta` (the convergence delta, in probability units)."""
+    from .explain import explain
+
+    # the saved model may spell the classes otherwise (LABEL_0, ...): the run's class order is the model's
+    target = model.labels.names[labels.names.index(row["pred"])]
+    found = explain(model, text, target=target, steps=steps).to_dict()
+    return {"words": excerpt_words(found["words"], text), "target": row["pred"], "delta": round(found["delta"], 6)}
+
+
+def error_explanations(run: RunFolder, frame: pd.DataFrame, evaluation: dict, labels: LabelScheme, top_n: int,
+                       n: int, steps: int = EXPLAIN_STEPS) -> dict:
+    """Word attributions (torch backend) for the `n` most confident errors, added to their rows in
+    `evaluation["errors"]`; returns {method, steps, requested, explained, seconds, skipped: why none were}."""
+    summary = {"method": "Integrated gradients (Captum) of the predicted class's probability", "steps": steps,
+               "requested": n, "explained": 0, "seconds": None, "skipped": unexplainable(run, frame, n)}
+    pairs = [] if summary["skipped"] else errors_to_explain(frame, evaluation["errors"], labels.names, top_n, n)
+    if not pairs:
+        return summary | {"skipped": summary["skipped"] or "no errors to explain"}
+    from .predict import SentimentModel
+
+    started = time.perf_counter()
+    try:
+        model = SentimentModel.from_pretrained(run.model_dir, backend="torch")
+        if model.labels.n != labels.n:
+            raise SentituneError(f"the saved model has {model.labels.n} classes, the run {labels.n}")
+        extra = [explained_row(model, row, text, labels, steps) for row, text in pairs]
+    except SentituneError as exc:
+        return summary | {"skipped": str(exc)}
+    for (row, _), keys in zip(pairs, extra):
+        row.update(keys)
+    seconds = time.perf_counter() - started
+    print(f"explained the {len(pairs)} most confident errors in {seconds:.1f} s ({steps} steps each)",
+          file=sys.stderr)
+    return summary | {"explained": len(pairs), "seconds": round(seconds, 3)}
 
 
 # ---------------------------------------------------------------- calibration
@@ -182,13 +268,14 @@ def predict_on_data(run: RunFolder, data_cfg, split: str = "test", backend: str 
 
 
 def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n: int = 10, temperature: bool = True,
-                 plots: bool = True, backend: str = "torch", windows: bool = False) -> dict:
+                 plots: bool = True, backend: str = "torch", windows: bool = False, explain_errors: int = 5) -> dict:
     """Score a run and write its evaluation.json and plots; returns the evaluation dict.
 
     Without `data_cfg` the run's own saved predictions are scored. With a `sentitune.data.DataConfig` the saved
     model predicts the whole `split` of that dataset, and the results go to `evaluations/<dataset>[-backend]
     [-windows]/` instead, so the run's own evaluation stays intact. Temperature scaling is always fitted on the
-    run's own validation predictions."""
+    run's own validation predictions. The `explain_errors` most confident errors get word attributions with the
+    run's saved model on torch (whatever `backend` scored them), when the run folder has its weights."""
     from . import plots as plotting
 
     run = RunFolder(Path(run_dir)).require()
@@ -210,6 +297,7 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n:
                   **analyze(frame, labels, validation, config.max_length or 256, top_n, temperature)}
     evaluation["matches_metrics_json"] = (matches(evaluation["metrics"], recorded.get(split))
                                           if data_cfg is None else None)
+    evaluation["explanations"] = error_explanations(run, frame, evaluation, labels, top_n, explain_errors)
     if plots:
         made = plotting.evaluation_plots(frame, evaluation, Path(out_dir) / "plots", labels)
         if data_cfg is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .colours import background
 from .data import clean_text, special_tokens_around, tokenize_function, truncate_ids
 from .data.splits import _BR, _SPACES
 from .errors import SentituneError
@@ -25,7 +26,6 @@ from .predict import SentimentModel
 
 DEFAULT_STEPS = 32
 _WORD = re.compile(r"\S+")
-_GREEN, _RED, _WHITE = (22, 163, 74), (220, 38, 38), (255, 255, 255)
 Span = tuple[int, int]
 
 
@@ -254,13 +254,6 @@ def without_words(text: str, spans: list[Span]) -> str:
         last = max(last, end)
     pieces.append(text[last:])
     return "".join(pieces)
-
-
-def background(score: float) -> tuple[int, int, int]:
-    """White blended towards green (score > 0) or red (< 0) by |score|."""
-    colour = _GREEN if score > 0 else _RED
-    weight = min(abs(score), 1.0)
-    return tuple(round(w + (c - w) * weight) for w, c in zip(_WHITE, colour))
 
 
 def summary(expl: Explanation) -> str:

@@ -371,15 +371,17 @@ def comparison_facts(run: RunFolder, comparison, model: dict, primary: str, labe
             "comparison_chart": chart, "best_baseline": table.get("best_baseline")}
 
 
-def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str | Path | None = None) -> dict:
+def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str | Path | None = None,
+              evaluation: dict | None = None) -> dict:
     """Everything the report and the model card show about a run, read through its RunFolder.
 
     `comparison`: a comparison.json path or folder, or a loaded table (default: the run's own, when it has one).
-    `study_dir`: a hyperparameter study folder with best.yaml and plots/ (default: RUN/study when present)."""
+    `study_dir`: a hyperparameter study folder with best.yaml and plots/ (default: RUN/study when present).
+    `evaluation`: an evaluation to use instead of the run's own (default: evaluation.json, computed when absent)."""
     run = (run_dir if isinstance(run_dir, RunFolder) else RunFolder(Path(run_dir))).require()
     cfg, recorded, labels = run.config(), run.metrics(), run.labels()
     data, train = recorded.get("data") or {}, recorded.get("train") or {}
-    evaluation = evaluation_of(run)
+    evaluation = evaluation or evaluation_of(run)
     evaluation = {**evaluation, "metrics": with_class_metrics(evaluation["metrics"], labels)}
     source, config = cfg.data.data or data.get("source"), cfg.to_dict()
     dataset = dataset_of(source)

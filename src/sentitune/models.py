@@ -134,8 +134,6 @@ def load_classifier(name: str, labels: LabelScheme | None = None, dropout: float
     `attention="auto"` uses the CPU bf16 attention kernel on architectures that take transformers' interface."""
     from transformers import AutoModelForSequenceClassification
 
-    from .attention import attn_implementation
-
     config = load_config(name, trust_remote_code)
     reinit = False
     if labels is not None:
@@ -151,7 +149,15 @@ def load_classifier(name: str, labels: LabelScheme | None = None, dropout: float
             setattr(config, attr, value)
     model = load_pretrained(name, AutoModelForSequenceClassification, trust_remote_code, config=config,
                             ignore_mismatched_sizes=reinit)
-    if model._can_set_attn_implementation():  # models on transformers' attention interface; others keep theirs
+    return with_attention(model, attention)
+
+
+def with_attention(model, attention: str = "auto"):
+    """`model` running sentitune's `attention` setting (auto: the CPU bf16 kernel), in place; architectures not on
+    transformers' attention interface keep their own."""
+    from .attention import attn_implementation
+
+    if model._can_set_attn_implementation():
         model.set_attn_implementation(attn_implementation(attention))
     return model
 

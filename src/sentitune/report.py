@@ -1,8 +1,10 @@
 """Report stage: one self-contained HTML file (images embedded) and a Markdown twin, rendered from `facts.run_facts`.
 
 Every number shown comes from the run's metrics and evaluation, through the same facts the model card renders;
-the "lessons learned" are sentences computed from those facts. The HTML environment escapes every value (texts and
-class names come from the data and must never become markup); the Markdown escapes pipes inside table cells.
+the "lessons learned" are sentences computed from those facts. The most confident errors that `sentitune evaluate`
+explained show their words coloured by attribution (the colours of `sentitune.explain`). The HTML environment escapes
+every value (texts and class names come from the data and must never become markup); the Markdown escapes pipes
+inside table cells.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .colours import background
 from .facts import environment, metric_label, ranked, run_facts
 from .io import atomic_write_text
 from .plots import plot_class_shares, plot_comparison
@@ -261,6 +264,35 @@ def figures(facts: dict) -> list[dict]:
     return evaluation_figures(facts) + report_figures(facts) + study
 
 
+# ---------------------------------------------------------------- explained errors
+
+
+def highlighted(text: str, words: list[dict]) -> list[dict]:
+    """`text` in pieces: each explained word as {text, colour, score}, the characters between words as {text}.
+    The template escapes every piece; spans that overlap or fall outside `text` (a hand-edited file) are left plain."""
+    pieces, last = [], 0
+    for word in sorted(words, key=lambda w: w["start"]):
+        start, end, score = int(word["start"]), int(word["end"]), float(word["score"])
+        if last <= start < end <= len(text):
+            pieces += [{"text": text[last:start]},
+                       {"text": text[start:end], "colour": "rgb({},{},{})".format(*background(score)), "score": score}]
+            last = end
+    return pieces + [{"text": text[last:]}]
+
+
+def top_words(words: list[dict], k: int = 5) -> list[str]:
+    """The `k` words of largest |score|, as 'word +0.87'."""
+    return [f"{w['word']} {w['score']:+.2f}" for w in sorted(words, key=lambda w: -abs(w["score"]))[:k]]
+
+
+def explained_errors(evaluation: dict) -> list[dict]:
+    """The errors `sentitune evaluate` explained, most confident first, with their pieces and top words."""
+    rows = [row for rows in (evaluation.get("errors") or {}).get("confident", {}).values() for row in rows
+            if row.get("words")]
+    return [{**row, "pieces": highlighted(row["text"], row["words"]), "top_words": top_words(row["words"])}
+            for row in sorted(rows, key=lambda r: -r["confidence"])]
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -273,7 +305,7 @@ def render(facts: dict, template: str, image_src) -> str:
     """Render one report template; `image_src(path)` decides how images are referenced (data URI or relative link).
     Templates named *.html.j2 are rendered with every value HTML-escaped."""
     shown = facts["figures"] if "figures" in facts else figures(facts)
-    context = {**facts, "lessons": lessons_learned(facts),
+    context = {**facts, "lessons": lessons_learned(facts), "explained": explained_errors(facts["evaluation"]),
                "figures": [{**f, "src": image_src(f["path"])} for f in shown]}
     context["config_yaml"] = yaml.safe_dump(facts["config"], sort_keys=False)
     return environment(html=template.endswith(".html.j2")).get_template(template).render(**context)

@@ -8,7 +8,7 @@ runs/<name>/
   predictions.parquet    per-example class probabilities and logits               -> predictions()
   log.jsonl, tb/         every logged step                                         -> log()
   evaluation.json, plots/                                                          -> evaluation()
-  data_stats.json, baselines/<entry>/, comparison/, report.html, report.md
+  data_stats.json, baselines/<entry>/, comparison/, report.html, report.md, presentation.html
   evaluations/<dataset>/ evaluation.json, predictions.parquet, plots/ of another dataset
 ```
 
@@ -38,10 +38,13 @@ DATA_STATS, COMPARISON, BASELINE, BUDGET = "data_stats.json", "comparison.json",
 MODEL, PLOTS, TB, CHECKPOINTS, BASELINES, COMPARISON_DIR, EVALUATIONS = (
     "model", "plots", "tb", "checkpoints", "baselines", "comparison", "evaluations")
 REPORT_HTML, REPORT_MD, CARD = "report.html", "report.md", "README.md"
+PRESENTATION, ONNX, ONNX_QUALITY = "presentation.html", "onnx", "quality.json"
 PROB, LOGIT = "prob_{}", "logit_{}"
+WEIGHTS = "*.safetensors"  # the only weights sentitune saves and loads
 # in the work folder only: training has ended (its facts and the checkpoint holding the chosen weights), so a
 # resume after a kill during the final save redoes that save instead of training again
 TRAINED, TRASH = "trained.json", ".checkpoints.trash"
+TEACHER = "teacher_logits"  # in a distillation's work folder only: the teacher's logits, so a resume reuses them
 
 
 def read_json(path: Path) -> dict:
@@ -192,11 +195,14 @@ class RunFolder:
     card_path = property(lambda self: self.path / MODEL / CARD)
     tb_dir = property(lambda self: self.path / TB)
     checkpoints_dir = property(lambda self: self.path / CHECKPOINTS)
+    teacher_dir = property(lambda self: self.path / TEACHER)
     plots_dir = property(lambda self: self.path / PLOTS)
     baselines_dir = property(lambda self: self.path / BASELINES)
     comparison_dir = property(lambda self: self.path / COMPARISON_DIR)
     report_html = property(lambda self: self.path / REPORT_HTML)
     report_md = property(lambda self: self.path / REPORT_MD)
+    presentation_html = property(lambda self: self.path / PRESENTATION)
+    onnx_quality_path = property(lambda self: self.path / MODEL / ONNX / ONNX_QUALITY)
 
     def evaluation_dir(self, slug: str) -> Path:
         """Where an evaluation on another dataset goes: `evaluations/<slug>/`."""
@@ -239,6 +245,10 @@ class RunFolder:
     def has_predictions(self) -> bool:
         return self.predictions_path.is_file()
 
+    def has_weights(self) -> bool:
+        """Whether model/ holds the model's weights (run folders copied to docs/ keep only its config)."""
+        return any(self.model_dir.glob(WEIGHTS))
+
     def evaluation(self, at: Path | None = None) -> dict:
         """evaluation.json ({} before `sentitune evaluate`), first-format files upgraded to the N-class shape."""
         return upgrade_evaluation(read_json((at or self.path) / EVALUATION))
@@ -259,6 +269,10 @@ class RunFolder:
             if path.is_file():
                 return read_json(path)
         return {}
+
+    def onnx_quality(self) -> dict:
+        """The exported backends' accuracy, agreement with torch and speed ({} before `sentitune export`)."""
+        return read_json(self.onnx_quality_path)
 
     def comparison_chart(self) -> Path | None:
         for path in (self.comparison_dir / "comparison.png", self.path / "comparison.png"):
@@ -325,6 +339,7 @@ class RunFolder:
         """Rename this work folder into `final`, replacing an older run by renames (old removed last), and remove
         what an earlier killed swap left beside it."""
         self.discard_checkpoints()
+        shutil.rmtree(self.teacher_dir, ignore_errors=True)
         (self.path / TRAINED).unlink(missing_ok=True)
         replace_dir(self.path, final.path)
         for stale in final.path.parent.glob(f".{final.name}.old-*"):

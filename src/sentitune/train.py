@@ -24,6 +24,7 @@ from .data import examples_descriptor
 from .errors import SentituneError
 from .io import atomic_dir
 from .metrics import classification_metrics, softmax
+from .models import with_attention
 from .predict import logits_for_ids
 from .run import RunFolder, prediction_columns
 from .trainer import (
@@ -160,7 +161,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
         if weights is None:
             model, stats = fit(cfg, prepared, model, work, resume, callbacks)
         elif rank() == 0:  # killed during the final save: training had ended with these weights
-            model, stats = type(model).from_pretrained(str(weights)), work.trained()["stats"]
+            # the same attention kernel as the model that trained, so predictions match an uninterrupted run
+            model = with_attention(type(model).from_pretrained(str(weights)), prepared.runtime.attention)
+            stats = work.trained()["stats"]
         if rank() != 0:
             return None
         preds, inference = predictions_frame(model, prepared, cfg)
