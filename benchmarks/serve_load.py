@@ -3,7 +3,8 @@ with throughput, p50/p99 latency, /health latency under load, the server's peak 
 20 MB bodies (each must get a 413 without the server's memory growing).
 
     flock /tmp/sentitune-cpu.lock python benchmarks/serve_load.py RUN_OR_MODEL \
-        [--texts ../shared/data/tweeteval/test.parquet] [--phases 10000x32,3000x256] [--port 8765] [--no-batching]
+        [--texts ../shared/data/tweeteval/test.parquet] [--phases 10000x32,3000x256] [--port 8765] \
+        [--no-batching] [--max-in-flight N]
 
 The server runs in its own process with its defaults (`sentitune serve`), one text per request; run it twice,
 with and without --no-batching, to compare micro-batching with one thread per request.
@@ -29,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
 
-def start_server(model: str, port: int, batching: bool = True) -> subprocess.Popen:
-    flags = [] if batching else ["--no-batching"]
+def start_server(model: str, port: int, batching: bool = True, max_in_flight: int | None = None) -> subprocess.Popen:
+    flags = ([] if batching else ["--no-batching"]) + ([f"--max-in-flight={max_in_flight}"] if max_in_flight else [])
     server = subprocess.Popen([sys.executable, "-m", "sentitune", "serve", model, "--port", str(port), *flags],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -50,40 +51,79 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection. A lean client on purpose: on 2 cores the load generator shares the CPU with
+    the server, and httpx's pool at 256 connections cost more CPU than the server's answers (54 answers/s, even
+    for instant 503s)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port, self.reader, self.writer = host, port, None, None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        self.writer.write(head.encode() + body)
+        try:
+            status = int((await self.reader.readline()).split()[1])
+            length, close = 0, False
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                length = int(value) if name.lower() == "content-length" else length
+                close = close or (name.lower() == "connection" and value.strip().lower() == "close")
+            await self.reader.readexactly(length)
+        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def phase(url: str, texts: list[str], requests: int, concurrency: int) -> dict:
-    """`requests` POST /predict calls by `concurrency` workers, plus a /health probe every 0.5 s meanwhile."""
+    """`requests` POST /predict calls by `concurrency` workers (a connection each), plus a /health probe every
+    0.5 s meanwhile on its own connection."""
     latencies, codes, health = [], collections.Counter(), []
-    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        counter = iter(range(requests))
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [json.dumps({"texts": [text]}).encode() for text in texts]
+    counter = iter(range(requests))
 
-        async def worker():
-            for i in counter:
-                started = time.perf_counter()
-                try:
-                    response = await client.post("/predict", json={"texts": [texts[i % len(texts)]]})
-                    codes[response.status_code] += 1
-                except httpx.HTTPError as exc:
-                    codes[type(exc).__name__] += 1
-                latencies.append(time.perf_counter() - started)
+    async def worker():
+        connection = Connection(host, int(port))
+        for i in counter:
+            started = time.perf_counter()
+            try:
+                codes[await connection.request("POST", "/predict", bodies[i % len(bodies)])] += 1
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError) as exc:
+                codes[type(exc).__name__] += 1
+            latencies.append(time.perf_counter() - started)
+        connection.close()
 
-        async def probe(stop: asyncio.Event):
-            while not stop.is_set():
-                started = time.perf_counter()
-                try:
-                    await client.get("/health")
-                    health.append(time.perf_counter() - started)
-                except httpx.HTTPError:
-                    health.append(float("nan"))
-                await asyncio.sleep(0.5)
+    async def probe(stop: asyncio.Event):
+        connection = Connection(host, int(port))
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                await connection.request("GET", "/health")
+                health.append(time.perf_counter() - started)
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+                health.append(float("nan"))
+            await asyncio.sleep(0.5)
+        connection.close()
 
-        stop = asyncio.Event()
-        prober = asyncio.create_task(probe(stop))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-        stop.set()
-        await prober
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe(stop))
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    stop.set()
+    await prober
     lat = np.array(latencies) * 1000
     ok = codes.get(200, 0)
     return {"requests": requests, "concurrency": concurrency, "wall_s": round(wall, 1),
@@ -113,14 +153,16 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--no-batching", dest="batching", action="store_false",
                         help="start the server with --no-batching (each request scored in its own thread)")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="the server's --max-in-flight (default: its own, 256 with batching, 8 without)")
     args = parser.parse_args()
     texts = pd.read_parquet(args.texts)["text"].tolist()
     print(machine(), flush=True)
-    server = start_server(args.model, args.port, args.batching)
+    server = start_server(args.model, args.port, args.batching, args.max_in_flight)
     url = f"http://127.0.0.1:{args.port}"
     try:
         results = {"machine": machine(), "model": args.model, "texts": args.texts, "batching": args.batching,
-                   "phases": []}
+                   "max_in_flight": args.max_in_flight, "phases": []}
         results["rss_idle_mb"] = round(rss_mb(server.pid)[0])
         for spec in args.phases.split(","):
             requests, concurrency = map(int, spec.split("x"))

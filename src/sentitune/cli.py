@@ -389,12 +389,15 @@ def serve_command(model: Path = typer.Argument(..., help="A run folder or its mo
                   host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
                   backend: str = typer.Option("auto", help=BACKEND_HELP),
                   batching: bool = typer.Option(True, help="Score concurrent /predict requests together in one "
-                                                           "model call (--no-batching: each in its own thread).")):
+                                                           "model call (--no-batching: each in its own thread)."),
+                  max_in_flight: Optional[int] = typer.Option(None, min=1, help="Requests admitted at once; more get "
+                                                                                "503 (default 256 with batching, "
+                                                                                "8 without).")):
     """Serve POST /predict, POST /explain, GET /health and a page to try them at / over HTTP."""
     from .models import model_folder
     from .serve import serve
 
-    serve(model_folder(model), host, port, backend, batching)
+    serve(model_folder(model), host, port, backend, batching, max_in_flight)
 
 
 @app.command("export")

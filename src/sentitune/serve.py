@@ -242,9 +242,9 @@ def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
-          batching: bool = True) -> None:
+          batching: bool = True, max_in_flight: int | None = None) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model_dir, backend, batching=batching), host=host, port=port, timeout_keep_alive=5,
-                limit_concurrency=MAX_CONNECTIONS)
+    app = create_app(model_dir, backend, batching=batching, max_in_flight=max_in_flight)
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS)
