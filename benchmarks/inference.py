@@ -2,6 +2,7 @@
 
     flock /tmp/sentitune-cpu.lock python benchmarks/inference.py                    # 2,000 test reviews
     flock /tmp/sentitune-cpu.lock python benchmarks/inference.py --reviews 500 --skip-variants
+    flock /tmp/sentitune-cpu.lock python benchmarks/inference.py --model TEACHER/model --student STUDENT/model
 
 Both read the same model folder, saved the way a sentitune run saves it (the default model with a fresh
 negative/positive head; max_length 256 in its tokenizer and config), or `--model` (a run's model/ folder,
@@ -127,7 +128,11 @@ def exported_copy(folder: Path) -> Path:
     return copy
 
 
-ARMS = {"pipeline() defaults": (pipeline_arm, {})} | MAIN | VARIANTS
+STUDENT = {  # --student: a distilled model's arms in the same rotation, against the pipeline on --model
+    "student, sentitune torch": (sentitune_arm, {}),
+    "student, sentitune onnx-int8 (batch 1)": (sentitune_arm, dict(backend="onnx-int8")),
+}
+ARMS = {"pipeline() defaults": (pipeline_arm, {})} | MAIN | VARIANTS | STUDENT
 
 
 def one_arm(name: str, folder: Path, reviews: int) -> dict:
@@ -174,6 +179,8 @@ def main() -> None:
     parser.add_argument("--skip-variants", action="store_true", help="only the pipeline and the two main arms")
     parser.add_argument("--model",
                         help="a fine-tuned model folder (e.g. runs/cpu-quick/model): adds each arm's accuracy")
+    parser.add_argument("--student", help="a distilled student's model folder (`sentitune distill`): its torch and "
+                                          "onnx-int8 arms join the rotation, set against the pipeline on --model")
     parser.add_argument("--arm", choices=list(ARMS), help=argparse.SUPPRESS)  # internal: run one arm, print JSON
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,7 +191,9 @@ def main() -> None:
     print(common.machine())
     source = Path(args.model) if args.model else model_folder(Path(tempfile.mkdtemp(prefix="sentitune-infer-")))
     folder = exported_copy(source)
-    names = list(ARMS) if not args.skip_variants else ["pipeline() defaults", *MAIN]
+    names = [n for n in ARMS if n not in STUDENT] if not args.skip_variants else ["pipeline() defaults", *MAIN]
+    student = exported_copy(Path(args.student)) if args.student else None
+    names += list(STUDENT) if student else []
     if not BF16:
         for name in [n for n in names if n in NEEDS_BF16]:
             print(f"skipped {name}: {common.NO_BF16}")
@@ -192,7 +201,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in names}
     for round_ in range(1, args.repeats + 1):
         for name in names:
-            cmd = [sys.executable, __file__, "--arm", name, "--folder", str(folder), "--reviews", str(args.reviews)]
+            where = student if name in STUDENT else folder
+            cmd = [sys.executable, __file__, "--arm", name, "--folder", str(where), "--reviews", str(args.reviews)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
             rate = results[name][-1]["n"] / results[name][-1]["seconds"]
@@ -206,7 +216,7 @@ def main() -> None:
         row["ratio_to_pipeline"] = row["reviews_per_s"] / rows[0]["reviews_per_s"]
     print(common.markdown_table(rows, ["arm", "runs", "seconds", "reviews_per_s", "ratio_to_pipeline", "accuracy"]))
     print("\n".join(work_lines(folder, n, rows[0]["seconds"])))
-    for row in rows[1:1 + len(MAIN)]:
+    for row in rows[1:1 + len(MAIN)] + [r for r in rows if r["arm"] in STUDENT]:
         ratio = row["ratio_to_pipeline"]
         verdict = "met" if ratio >= 5 else "not met"
         print(f"ratio {row['arm']} / pipeline: {ratio:.2f}x on {n} reviews (target >= 5x: {verdict})")

@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 _API = {
     "DataConfig": "data", "prepare_splits": "data", "LabelScheme": "labels",
     "TrainConfig": "config", "load_config": "config", "PRESETS": "config",
-    "fine_tune": "workflow", "RunFolder": "run", "Runtime": "machine",
+    "fine_tune": "workflow", "distill_student": "workflow", "DistillConfig": "config",
+    "RunFolder": "run", "Runtime": "machine",
     "SentimentModel": "predict", "predict_proba": "predict",
     "evaluate_run": "evaluate", "classification_metrics": "metrics",
     "run_baseline": "baselines", "compare_results": ("compare", "compare"),

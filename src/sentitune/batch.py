@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +163,7 @@ def _check_manifest(parts: Path, manifest: dict) -> None:
         saved = json.loads((parts / MANIFEST).read_text())
     except (OSError, ValueError):
         saved = {}
-    changed = next((k for k in manifest if saved.get(k) != manifest[k]), None)
+    changed = next((k for k in [*manifest, *saved] if saved.get(k) != manifest.get(k)), None)  # "engine": ray
     if changed:
         what = _CHANGES.get(changed, f"another {changed.replace('_', ' ')} ({str(saved.get(changed))[:80]})")
         raise SentituneError(f"--resume: {parts} was made for {what}; delete it and run without --resume to "
@@ -248,16 +248,21 @@ def _csv_chunks(job: Job) -> Iterator[pa.Table]:
 def _lines(job: Job) -> Iterator[tuple[int, str]]:
     """(line number, line) of the input, split on newlines only; blank lines skipped."""
     stream = sys.stdin if job.input is None else open(job.input, "rb")
-    binary = getattr(stream, "buffer", stream)
     try:
-        for number, raw in enumerate(binary, 1):
-            line = _decoded(raw, job, number) if isinstance(raw, bytes) else raw
-            line = line.rstrip("\n").rstrip("\r")
-            if line.strip():
-                yield number, line
+        yield from _numbered_lines(getattr(stream, "buffer", stream), job)
     finally:
         if job.input is not None:
             stream.close()
+
+
+def _numbered_lines(lines: Iterable[bytes | str], job: Job) -> Iterator[tuple[int, str]]:
+    """(line number, line) of raw lines as a binary file yields them (also in the Ray engine's read tasks): UTF-8
+    decoded, line ends stripped, blank lines skipped."""
+    for number, raw in enumerate(lines, 1):
+        line = _decoded(raw, job, number) if isinstance(raw, bytes) else raw
+        line = line.rstrip("\n").rstrip("\r")
+        if line.strip():
+            yield number, line
 
 
 def _decoded(raw: bytes, job: Job, number: int) -> str:

@@ -139,6 +139,91 @@ def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Con
                    f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
 
 
+def distill_command(teacher: Path, config: Optional[Path] = None, preset: Optional[str] = None, resume: bool = False,
+                    overwrite: bool = False, **flags):
+    """Distil a finished run into a smaller student (K of its layers, or --student MODEL) trained on its soft labels,
+    plus optional unlabelled --transfer-data; writes a normal run folder. Training settings start from the
+    teacher's config (same data and test examples); --preset, --config and flags override them."""
+    from .config import DistillConfig, load_distill_config
+    from .run import RunFolder
+    from .workflow import distill_student
+
+    names = {f.name for f in dataclasses.fields(DistillConfig)}
+    dcfg = load_distill_config({k: flags.pop(k) for k in list(flags) if k in names})
+    run_dir = distill_student(teacher, dcfg, _overrides(flags), config, preset, resume, overwrite)
+    metrics = RunFolder(run_dir).metrics()
+    taught = metrics["distillation"]
+    console.print(f"teacher {teacher}: test accuracy {_fmt(taught['teacher']['test_accuracy'])}, "
+                  f"{taught['teacher']['parameters'] or 0:,} parameters; student: "
+                  f"{taught['student']['parameters']:,} parameters", markup=False, highlight=False)
+    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
+                   f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+
+
+def _distill_signature() -> inspect.Signature:
+    from .config import DistillConfig
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    head = [
+        inspect.Parameter("teacher", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
+                          default=typer.Argument(..., help="A finished run folder: the teacher.")),
+        inspect.Parameter("config", keyword, annotation=Optional[Path], default=typer.Option(
+            None, help="YAML file of training fields for the student (flags override it).")),
+        inspect.Parameter("preset", keyword, annotation=Optional[str], default=typer.Option(
+            None, help="Training preset over the teacher's config: one of " + ", ".join(PRESETS) + ".")),
+        inspect.Parameter("resume", keyword, annotation=bool, default=typer.Option(
+            False, help="Continue the interrupted distillation of the same --name (cached teacher logits reused).")),
+        inspect.Parameter("overwrite", keyword, annotation=bool, default=typer.Option(
+            False, help="Replace an existing run of the same --name.")),
+    ]
+    train_flags = [p for p in _config_parameters(TrainConfig) if p.name != "model"]  # the student is its own flag
+    return inspect.Signature(head + _config_parameters(DistillConfig) + train_flags)
+
+
+distill_command.__signature__ = _distill_signature()
+app.command("distill")(distill_command)
+
+
+def adapt_command(resume: bool = False, overwrite: bool = False, **flags):
+    """Continue masked-language-model training of a model on the task's own texts (train and unlabelled splits,
+    never test) with whole-word masking; writes <output_dir>/<name>/, a model folder for `sentitune train --model`."""
+    from .adapt import adapt, load_adapt_config
+    from .run import read_json
+
+    folder = adapt(load_adapt_config(_adapt_values(flags)), resume=resume, overwrite=overwrite)
+    facts = read_json(folder / "adapt.json")
+    scored = (f", held-out MLM loss {facts['eval_loss']:.4f} (perplexity {facts['eval_perplexity']:.2f})"
+              if facts.get("eval_loss") is not None else "")
+    rate = f", {facts['tokens_per_s']:,.0f} tokens/s" if facts.get("tokens_per_s") else ""
+    console.print(f"wrote {folder}: {facts['steps']} steps{rate}, last MLM loss {_fmt(facts['train_loss'])}{scored}; "
+                  f"fine-tune it with: sentitune train --model {folder}", markup=False, highlight=False)
+
+
+def _adapt_values(flags: dict) -> dict:
+    """Flat CLI values as AdaptConfig fields and the nested `data` fields."""
+    from .config import AdaptConfig
+
+    own = {f.name for f in dataclasses.fields(AdaptConfig)} - {"data"}
+    reverse = {v: k for k, v in _DATA_FLAG.items()}
+    return {**{k: v for k, v in flags.items() if k in own},
+            "data": {reverse.get(k, k): v for k, v in flags.items() if k not in own}}
+
+
+def _adapt_signature() -> inspect.Signature:
+    from .config import AdaptConfig
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    head = [inspect.Parameter("resume", keyword, annotation=bool, default=typer.Option(
+                False, help="Continue the interrupted adaptation of the same --name from its last checkpoint.")),
+            inspect.Parameter("overwrite", keyword, annotation=bool, default=typer.Option(
+                False, help="Replace an existing result of the same --name."))]
+    return inspect.Signature(head + _config_parameters(AdaptConfig))
+
+
+adapt_command.__signature__ = _adapt_signature()
+app.command("adapt")(adapt_command)
+
+
 @data_app.command("stats")
 def data_stats_command(
     data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),

@@ -79,6 +79,55 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+@dataclass
+class DistillConfig:
+    """What makes a run a distillation: the student, the teacher's soft labels and the extra texts they cover."""
+
+    student_layers: int | None = field(default=None, metadata={
+        "help": "Build the student from K of the teacher's encoder layers, evenly spaced from its first to its last "
+                "(K = 1: the last), with the teacher's embeddings and classification head."})
+    student: str | None = field(default=None, metadata={
+        "help": "Or train this smaller model (Hub id or folder) as the student; its head is sized to the classes."})
+    temperature: float = field(default=2.0, metadata={
+        "help": "Softmax temperature T of the soft labels: above 1 shows the student how the teacher ranks the "
+                "other classes."})
+    alpha: float = field(default=0.5, metadata={
+        "help": "Weight of the soft labels: loss = alpha*T^2*KL(teacher || student) + (1-alpha)*CE on the hard "
+                "labels; unlabelled transfer texts have the KL term only."})
+    transfer_data: str | None = field(default=None, metadata={
+        "help": "Extra unlabelled texts for the teacher to label: one .csv/.tsv/.jsonl/.parquet file (labels in it "
+                "are ignored; texts of the test and validation splits are dropped)."})
+    transfer_text_column: str = field(default="text", metadata={"help": "Column of --transfer-data holding the text."})
+    transfer_examples: int | None = field(default=None, metadata={
+        "help": "Use a random sample of N transfer texts (None: all)."})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DISTILL_RANGES = {"student_layers": (1, 1 << 20, True, True), "temperature": (0, 1000, False, True),
+                  "alpha": (0, 1, True, True), "transfer_examples": (1, 1 << 40, True, True)}
+
+
+def load_distill_config(values: dict | None = None, where: str = "distill") -> DistillConfig:
+    """A DistillConfig from field values (None: the default), typed and validated; one line naming the flag else."""
+    values = _without_none(values or {})
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    if set(values) - known:
+        raise SentituneError(f"{where}: unknown field(s) {sorted(set(values) - known)}; "
+                             "see `sentitune distill --help`.")
+    cfg = DistillConfig(**_typed(DistillConfig, values, where))
+    for name, bounds in DISTILL_RANGES.items():
+        _check_range(name.replace("_", "-"), getattr(cfg, name), bounds, where)
+    if (cfg.student_layers is None) == (cfg.student is None):
+        raise SentituneError(f"{where}: pass either --student-layers K (K of the teacher's layers) "
+                             "or --student MODEL (another model), not both or neither.")
+    if cfg.transfer_data and cfg.alpha == 0:
+        raise SentituneError(f"{where}: --alpha 0 ignores the teacher's soft labels, so --transfer-data would add "
+                             "nothing; raise --alpha or drop --transfer-data.")
+    return cfg
+
+
 PRESETS: dict[str, dict] = {
     # The main job on a 2-core CPU: about 10-15 minutes including evaluation on a fixed balanced test sample.
     # Dropout off and eval batch 16: the fastest settings measured here that keep accuracy (docs/benchmarks.md).
@@ -216,11 +265,12 @@ def _build(values: dict, where: str, lenient: bool = False) -> TrainConfig:
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None,
-                lenient: bool = False) -> TrainConfig:
+                lenient: bool = False, base: dict | None = None) -> TrainConfig:
     """Preset, then YAML file, then explicit overrides (CLI flags or keyword arguments), later ones winning.
 
-    `lenient` drops fields this version does not know (reading a run folder written by another version)."""
-    values: dict = {}
+    `lenient` drops fields this version does not know (reading a run folder written by another version); `base`:
+    the values everything else overrides (a distilled student starts from its teacher's config)."""
+    values: dict = dict(base or {})
     if preset:
         if preset not in PRESETS:
             raise SentituneError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}.")
@@ -235,3 +285,105 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         values = _merge(values, loaded)
     values = _merge(values, _without_none(overrides or {}))
     return _build(values, str(path or preset or "config"), lenient)
+
+
+# ---------------------------------------------------------------- `sentitune adapt`
+
+
+@dataclass
+class AdaptConfig:
+    """Everything that decides a domain-adaptation run (`sentitune.adapt`): continued masked-language-model training
+    of a model on the task's own texts."""
+
+    name: str = field(default="adapted", metadata={
+        "help": "Result name: the adapted model goes to <output_dir>/<name>/."})
+    output_dir: str = field(default="runs", metadata={"help": "Folder that holds the adapted model's folder."})
+    model: str = field(default=DEFAULT_MODEL_ID, metadata={
+        "help": "Hub model id or local folder to adapt (default: the offline all-MiniLM-L6-v2, which has no MLM head: "
+                "a fresh one is trained along)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Allow model code from the Hub (off: only transformers' own architectures)."})
+    splits: str = field(default="train,unsupervised", metadata={
+        "help": "Where the texts come from, comma-separated: train (the rows `sentitune train` trains and validates "
+                "on) and unsupervised (unlabelled texts, when the source has them). The test split is never read."})
+    max_length: int = field(default=256, metadata={
+        "help": "Tokens per piece, special tokens included: longer texts are cut into pieces at word starts."})
+    mlm_probability: float = field(default=0.15, metadata={
+        "help": "Share of words masked; every token of a chosen word is masked (whole-word masking)."})
+    eval_texts: int = field(default=1000, metadata={
+        "help": "Train texts held out to score the MLM loss and perplexity at each checkpoint (at most a tenth of "
+                "them; 0: none)."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the texts (ignored when max_steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
+    batch_size: int = field(default=32, metadata={"help": "Pieces per device per step."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
+    scheduler: str = field(default="linear", metadata={
+        "help": "Learning-rate schedule: linear, cosine, constant_with_warmup, ..."})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), "
+                "bf16, fp16 or fp32."})
+    attention: str = field(default="auto", metadata={"help": "Attention kernel: auto, sdpa or eager (as for train)."})
+    save_steps: int = field(default=0, metadata={
+        "help": "Checkpoint and score the held-out texts every N steps (0: about 4 times per epoch)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+    logging_steps: int = field(default=50, metadata={"help": "Log loss, learning rate and throughput every N steps."})
+    seed: int = field(default=42, metadata={"help": "Seed for the MLM head, the masks, the held-out slice and order."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={
+        "help": "Data source, with the data flags of `sentitune train` (the same flags select the same rows)."})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ADAPT_SPLITS = ("train", "unsupervised")
+ADAPT_RANGES = {name: RANGES[name] for name in ("learning_rate", "epochs", "batch_size", "weight_decay",
+                                                 "warmup_ratio", "save_total_limit", "logging_steps", "max_length")}
+ADAPT_RANGES |= {"mlm_probability": (0, 1, False, False), "eval_texts": (0, 1 << 40, True, True),
+                 "save_steps": (0, 1 << 40, True, True)}
+
+
+def load_adapt_config(values: dict | None = None, where: str = "adapt") -> AdaptConfig:
+    """An AdaptConfig from field values (`data`: a mapping of data fields; None values left out), typed and
+    validated; one line naming the field otherwise."""
+    values = _without_none(values or {})
+    data_values = values.pop("data", None) or {}
+    if not isinstance(data_values, dict):
+        raise SentituneError(f"{where}: data must be a mapping of data fields (data: {{data: ..., text_column: ...}}).")
+    known, data_known = ({f.name for f in dataclasses.fields(cls)} for cls in (AdaptConfig, DataConfig))
+    unknown = sorted(set(values) - known) + sorted(f"data.{k}" for k in set(data_values) - data_known)
+    if unknown:
+        raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune adapt --help` for the fields.")
+    data = DataConfig(**_typed(DataConfig, data_values, where, "data."))
+    return validate_adapt(AdaptConfig(**_typed(AdaptConfig, values, where), data=data), where)
+
+
+def validate_adapt(cfg: AdaptConfig, where: str = "adapt") -> AdaptConfig:
+    """Every field in range before anything is read or created; one line naming the field otherwise."""
+    for name, bounds in ADAPT_RANGES.items():
+        _check_range(name.replace("_", "-"), getattr(cfg, name), bounds, where)
+    for name, bounds in DATA_RANGES.items():
+        _check_range(name.replace("_", "-"), getattr(cfg.data, name), bounds, where)
+    for name in ("precision", "attention", "scheduler"):
+        if getattr(cfg, name) not in CHOICES[name]:
+            raise SentituneError(f"{where}: {name} = {getattr(cfg, name)!r}; use one of {', '.join(CHOICES[name])}.")
+    if cfg.max_steps == 0 or cfg.max_steps < -1:
+        raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; "
+                             "use a positive number of steps, or -1 for --epochs.")
+    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
+        raise SentituneError(f"{where}: name = {cfg.name!r}; use a plain folder name (no '/', no leading '.').")
+    adapt_splits(cfg)
+    return cfg
+
+
+def adapt_splits(cfg: AdaptConfig) -> tuple[str, ...]:
+    """The splits adapt reads texts from; the test split is refused."""
+    names = tuple(dict.fromkeys(s.strip() for s in cfg.splits.split(",") if s.strip()))
+    if "test" in names:
+        raise SentituneError(f"--splits {cfg.splits}: adapt never reads the test split (its texts would leak into "
+                             "every later test score); use train and/or unsupervised.")
+    if not names or set(names) - set(ADAPT_SPLITS):
+        raise SentituneError(f"--splits {cfg.splits}: use train and/or unsupervised, comma-separated (train includes "
+                             "the validation rows).")
+    return names

@@ -29,7 +29,10 @@ def replace_dir(source: Path, target: Path) -> Path:
     if target.exists():
         target.rename(old)
     source.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a file replaced by a folder (`predict --engine ray --overwrite` over a local engine's output)
+        old.unlink(missing_ok=True)
     return target
 
 

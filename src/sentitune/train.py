@@ -8,78 +8,37 @@ stage that finishes a run (workflow / CLI), so training imports no reporting cod
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from .config import TrainConfig
 from .data import examples_descriptor
-from .errors import SentituneError
 from .io import atomic_dir
 from .metrics import classification_metrics, softmax
 from .models import with_attention
 from .predict import logits_for_ids
 from .run import RunFolder, prediction_columns
 from .trainer import (
+    FINE_TUNE,
     JsonlLogger,
     Prepared,
+    Recipe,
     RichProgress,
+    check_folders,
     examples_per_step,
+    exclusive,
+    last_complete_checkpoint,
     make_trainer,
-    new_model,
     prepare,
     rank,
     selection_metric,
 )
 
 log = logging.getLogger("sentitune")
-
-
-def check_folders(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[RunFolder, RunFolder]:
-    """The final run folder and the work folder it is built in. Only checks and clears: the work folder is
-    created once data and model have loaded, so bad input never leaves a half-made run behind."""
-    final = RunFolder.of(cfg.output_dir, cfg.name)
-    work = final.work
-    if rank() != 0:  # under DDP only rank 0 owns the folders
-        return final, work
-    if final.path.exists() and not overwrite:
-        raise SentituneError(f"{final.path}: a finished run already exists; pass --name to choose another or "
-                             "--overwrite to replace it.")
-    if work.path.exists() and not resume:
-        if not overwrite:
-            raise SentituneError(f"{work.path}: an interrupted run exists; pass --resume to continue it or "
-                                 "--overwrite to start over.")
-        shutil.rmtree(work.path)
-    if resume and not work.path.exists():  # killed before anything was written: rerunning is resuming
-        log.info("--resume: nothing to resume at %s; starting the run.", work.path)
-    return final, work
-
-
-@contextlib.contextmanager
-def exclusive(final: RunFolder):
-    """Hold an exclusive lock on the run's name, so two runs of the same --name never share a work folder."""
-    if rank() != 0:
-        yield
-        return
-    final.path.parent.mkdir(parents=True, exist_ok=True)
-    lock = final.path.with_name(f".{final.name}.lock")
-    with lock.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SentituneError(f"--name {final.name}: another sentitune process is training this run now; "
-                                 "wait for it or pass another --name.") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
 
 
 def predictions_frame(model, prepared: Prepared, cfg: TrainConfig) -> tuple[pd.DataFrame, dict]:
@@ -129,26 +88,18 @@ def save_model(model, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> 
         prepared.tokenizer.save_pretrained(str(tmp))
 
 
-def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest checkpoint that holds its trainer state (a kill mid-save leaves one without)."""
-    if not checkpoints.is_dir():
-        return None
-    complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
-                and p.name.split("-")[-1].isdigit()]
-    return (str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete
-            else get_last_checkpoint(str(checkpoints)))
-
-
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=(),
+          recipe: Recipe = FINE_TUNE) -> Path | None:
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0).
 
     `--resume` continues from wherever a kill stopped the run: the last complete checkpoint, the final save
     (training is not repeated) or the rename into place. `callbacks`: extra `TrainerCallback`s (the tests inject
-    a kill -9 here)."""
+    a kill -9 here). `recipe`: what differs for another kind of training (distillation's student, soft labels and
+    loss)."""
     final, work = check_folders(cfg, resume, overwrite)
     prepared = prepare(cfg)  # bad data or a bad model stop here, before anything is created
     cfg = prepared.cfg  # max_length resolved
-    model = new_model(cfg, prepared)
+    model = recipe.model(cfg, prepared)
     prepared.tokenized(cfg)
     with exclusive(final):
         check_folders(cfg, resume, overwrite)  # again, under the lock: another process may have started meanwhile
@@ -159,7 +110,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
             work.write_config(cfg)
         weights = work.trained_weights() if resume else None
         if weights is None:
-            model, stats = fit(cfg, prepared, model, work, resume, callbacks)
+            model, stats = fit(cfg, prepared, model, work, resume, callbacks, recipe)
         elif rank() == 0:  # killed during the final save: training had ended with these weights
             # the same attention kernel as the model that trained, so predictions match an uninterrupted run
             model = with_attention(type(model).from_pretrained(str(weights)), prepared.runtime.attention)
@@ -168,17 +119,18 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
             return None
         preds, inference = predictions_frame(model, prepared, cfg)
         work.write_predictions(preds)
-        work.write_metrics(run_metrics(preds, prepared, cfg, stats, inference))
+        work.write_metrics(run_metrics(preds, prepared, cfg, stats, inference) | recipe.facts())
         save_model(model, prepared, cfg, work.model_dir)
         return work.finish(final).path
 
 
-def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bool, callbacks) -> tuple:
+def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bool, callbacks,
+        recipe: Recipe = FINE_TUNE) -> tuple:
     """Train (from the last complete checkpoint on resume) and return the chosen model and the training facts
     (None for the model on DDP ranks other than 0); records both in the work folder before the final save."""
     per_step, metric = examples_per_step(cfg), selection_metric(cfg, prepared.labels)
     trainer = make_trainer(cfg, prepared, model, work.path, [JsonlLogger(work.log_path, work.tb_dir, per_step),
-                                                             RichProgress(per_step, metric), *callbacks])
+                                                             RichProgress(per_step, metric), *callbacks], recipe)
     checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -186,7 +138,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bo
         return None, {}
     stats = {"wall_time_s": time.perf_counter() - started,
              "train_examples_per_s": result.metrics.get("train_samples_per_second"),
-             "train_samples": len(prepared.splits["train"]), "steps": trainer.state.global_step,
+             "train_samples": len(trainer.train_dataset), "steps": trainer.state.global_step,
              "best_step": _best_step(trainer), "selection_metric": metric,
              "resumed_from": Path(checkpoint).name if checkpoint else None,
              "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),

@@ -7,12 +7,15 @@ benchmark arm runs exactly what a run does; what differs is only the callbacks t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +32,15 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import get_last_checkpoint
 
 from .config import TrainConfig
 from .data import prepare_splits, token_length_percentile, tokenize_splits
+from .errors import SentituneError
 from .labels import LabelScheme
 from .machine import Runtime
 from .models import load_classifier, load_tokenizer, quiet_transformers
+from .run import RunFolder
 
 log = logging.getLogger("sentitune")
 MODEL_COLUMNS = ["input_ids", "attention_mask", "label"]
@@ -70,14 +76,17 @@ def rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
+def model_token_limit(tokenizer) -> int:
+    """The most tokens the model reads at once: its tokenizer's limit, at most 512."""
+    return min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+
+
 def resolve_max_length(cfg: TrainConfig, texts, tokenizer, report: dict) -> TrainConfig:
     """`cfg` with max_length set: as given, or the training texts' 99th percentile rounded up to a multiple of 8,
     capped at 256 and at the model's limit; the report records which and why."""
-    model_limit = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+    model_limit = model_token_limit(tokenizer)
     if cfg.max_length is not None:
         if cfg.max_length > model_limit:
-            from .errors import SentituneError
-
             raise SentituneError(f"--max-length {cfg.max_length}: the model reads at most {model_limit} tokens; "
                                  f"use {model_limit} or less.")
         report["max_length"] = {"value": cfg.max_length, "source": "config"}
@@ -155,16 +164,21 @@ def training_arguments(cfg: TrainConfig, checkpoints: Path, runtime: Runtime, tr
         gradient_accumulation_steps=cfg.gradient_accumulation, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
-        bf16=runtime.precision == "bf16", fp16=runtime.precision == "fp16", use_cpu=runtime.on_cpu,
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric,
         # a log at every checkpoint, so a resumed run's restored history covers every step before it
         greater_is_better=True, logging_steps=math.gcd(cfg.logging_steps, eval_steps), report_to="none",
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
-        ddp_backend="gloo" if runtime.on_cpu and world > 1 else None,
+        seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, **runtime_arguments(runtime),
     )
+
+
+def runtime_arguments(runtime: Runtime) -> dict:
+    """The TrainingArguments the runtime policy decides: precision, CPU or not, the DDP backend on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return {"bf16": runtime.precision == "bf16", "fp16": runtime.precision == "fp16", "use_cpu": runtime.on_cpu,
+            "ddp_backend": "gloo" if runtime.on_cpu and world > 1 else None}
 
 
 def layer_depth(name: str, n_layers: int) -> int:
@@ -222,18 +236,43 @@ class SentimentTrainer(Trainer):
                                                lengths, seed)
 
 
-def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, callbacks=()) -> Trainer:
+class Recipe:
+    """What a kind of training brings to the one assembly: its model, its training set and its Trainer. Fine-tuning
+    is this class as it is; distillation (`sentitune.distill`) brings a student, soft labels and their loss."""
+
+    def model(self, cfg: TrainConfig, prepared: Prepared):
+        """The model to train, once the recipe's own inputs are checked against `prepared` (nothing is written yet)."""
+        return new_model(cfg, prepared)
+
+    def train_set(self, cfg: TrainConfig, prepared: Prepared, out_dir: Path):
+        """The tokenized training examples; `out_dir` (the work folder) may hold what they cost to make."""
+        return prepared.tokenized(cfg)["train"].select_columns(MODEL_COLUMNS)
+
+    def trainer(self, **kwargs) -> Trainer:
+        return SentimentTrainer(**kwargs)
+
+    def facts(self) -> dict:
+        """Entries the recipe adds to metrics.json."""
+        return {}
+
+
+FINE_TUNE = Recipe()
+
+
+def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, callbacks=(),
+                 recipe: Recipe = FINE_TUNE) -> Trainer:
     """A Hugging Face Trainer for `cfg` (checkpoints under `out_dir/checkpoints`) with the given callbacks,
-    early stopping when the config asks for it, dynamic padding and optional class weights."""
+    early stopping when the config asks for it, dynamic padding and optional class weights; `recipe` supplies the
+    training set and the Trainer class."""
     tokenized = prepared.tokenized(cfg)
-    train_set = tokenized["train"].select_columns(MODEL_COLUMNS)
+    train_set = recipe.train_set(cfg, prepared, Path(out_dir))
     metric = selection_metric(cfg, prepared.labels)
     args = training_arguments(cfg, Path(out_dir) / "checkpoints", prepared.runtime, len(train_set), metric)
     callbacks = list(callbacks)
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     labels = np.asarray(tokenized["train"]["label"])
-    trainer = SentimentTrainer(
+    trainer = recipe.trainer(
         model=model, args=args, train_dataset=train_set,
         eval_dataset=tokenized["validation"].select_columns(MODEL_COLUMNS),
         data_collator=DataCollatorWithPadding(prepared.tokenizer, pad_to_multiple_of=8),
@@ -248,6 +287,59 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, cal
 def examples_per_step(cfg: TrainConfig, trainer: Trainer | None = None) -> int:
     world = trainer.args.world_size if trainer is not None else int(os.environ.get("WORLD_SIZE", 1))
     return cfg.batch_size * cfg.gradient_accumulation * world
+
+
+# ---------------------------------------------------------------- the work folder a run is built in
+
+
+def check_folders(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[RunFolder, RunFolder]:
+    """The final run folder and the work folder it is built in. Only checks and clears: the work folder is
+    created once data and model have loaded, so bad input never leaves a half-made run behind."""
+    final = RunFolder.of(cfg.output_dir, cfg.name)
+    work = final.work
+    if rank() != 0:  # under DDP only rank 0 owns the folders
+        return final, work
+    if final.path.exists() and not overwrite:
+        raise SentituneError(f"{final.path}: a finished run already exists; pass --name to choose another or "
+                             "--overwrite to replace it.")
+    if work.path.exists() and not resume:
+        if not overwrite:
+            raise SentituneError(f"{work.path}: an interrupted run exists; pass --resume to continue it or "
+                                 "--overwrite to start over.")
+        shutil.rmtree(work.path)
+    if resume and not work.path.exists():  # killed before anything was written: rerunning is resuming
+        log.info("--resume: nothing to resume at %s; starting the run.", work.path)
+    return final, work
+
+
+@contextlib.contextmanager
+def exclusive(final: RunFolder):
+    """Hold an exclusive lock on the run's name, so two runs of the same --name never share a work folder."""
+    if rank() != 0:
+        yield
+        return
+    final.path.parent.mkdir(parents=True, exist_ok=True)
+    lock = final.path.with_name(f".{final.name}.lock")
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SentituneError(f"--name {final.name}: another sentitune process is training this run now; "
+                                 "wait for it or pass another --name.") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint that holds its trainer state (a kill mid-save leaves one without)."""
+    if not checkpoints.is_dir():
+        return None
+    complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
+                and p.name.split("-")[-1].isdigit()]
+    return (str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete
+            else get_last_checkpoint(str(checkpoints)))
 
 
 # ---------------------------------------------------------------- callbacks a run adds

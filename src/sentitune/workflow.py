@@ -36,6 +36,18 @@ def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, c
     return run_dir
 
 
+def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None, config: str | Path | None = None,
+                    preset: str | None = None, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path:
+    """Distil a finished run into a student run (`sentitune.distill`) and write its model card: the student's run
+    folder."""
+    from .card import write_model_card
+    from .distill import distill
+
+    run_dir = distill(teacher_run, dcfg, overrides, config, preset, resume, overwrite, callbacks)
+    write_model_card(run_dir)
+    return run_dir
+
+
 def data_summary(cfg: TrainConfig) -> dict:
     """Counts, duplicates and token lengths of the source, printed and returned."""
     from .data.stats import dataset_stats, stats_for_json, stats_table

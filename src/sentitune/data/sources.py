@@ -48,7 +48,7 @@ def _checked(df: pd.DataFrame, cfg: DataConfig, where: str, unlabelled: bool) ->
     df = df.rename(columns={cfg.text_column: "text", cfg.label_column: "label"})
     df = df[[c for c in ("text", "label", *EXTRA_COLUMNS) if c in df.columns]].copy()
     text = df["text"]
-    is_text = text.map(lambda t: isinstance(t, str))
+    is_text = text.map(lambda t: isinstance(t, str)).astype(bool)  # an empty column maps to str dtype
     if not (is_text | text.isna()).all():
         kind = type(text[~is_text & text.notna()].iloc[0]).__name__
         raise SentituneError(f"{where}: column '{cfg.text_column}' holds {kind} values, not text; pass the text column "
