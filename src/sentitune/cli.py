@@ -265,7 +265,14 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
                     chunk_size: int = typer.Option(10_000, help="With --input: rows read and scored at a time."),
                     resume: bool = typer.Option(False, help="With --input: continue a killed job into the same "
                                                             "--output, skipping the chunks it finished."),
-                    overwrite: bool = typer.Option(False, help="With --input: replace an existing --output.")):
+                    overwrite: bool = typer.Option(False, help="With --input: replace an existing --output."),
+                    engine: str = typer.Option("local", help="With --input: local (this process) or ray (Ray Data: "
+                                               "a pool of actors, one model each; same output, not resumable)."),
+                    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster to join "
+                                                              "(auto: this node's); default: a local instance."),
+                    workers: int = typer.Option(2, help="With --engine ray: actors, each with its own model."),
+                    threads: Optional[int] = typer.Option(None, help="With --engine ray: torch threads per actor "
+                                                          "(default: its share of the CPUs).")):
     """Classify new texts with a fine-tuned model; prints one JSON line per text, or with --input/--output
     scores a file of any size (input columns kept; label, confidence and prob_<class> added)."""
     from .models import model_folder
@@ -273,7 +280,8 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
 
     if input_ or output:
         return _score_file(model, texts, file, input_, output, text_column, chunk_size, batch_size, backend,
-                           resume, overwrite, windows)
+                           resume, overwrite, windows, engine, {"address": ray_address, "workers": workers,
+                                                                "threads": threads})
     model_dir = model_folder(model)
     if file:
         texts = _text_lines(file)
@@ -286,16 +294,28 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
 
 def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_: str | None, output: str | None,
                 text_column: str, chunk_size: int, batch_size: int | None, backend: str, resume: bool,
-                overwrite: bool, windows: bool) -> None:
-    """`predict --input/--output`: stream the file through `sentitune.batch.score_file`; a summary on stderr."""
+                overwrite: bool, windows: bool, engine: str = "local", ray_options: dict | None = None) -> None:
+    """`predict --input/--output`: stream the file through `sentitune.batch.score_file` (or Ray Data,
+    `sentitune.batch_ray`); a summary on stderr."""
     from .batch import score_file
 
     if texts or file:
         raise SentituneError("predict: --input scores a file; pass texts or --file without --input/--output.")
     if not (input_ and output):
         raise SentituneError("predict: --input and --output go together (- for JSON lines on stdin/stdout).")
-    summary = score_file(model, input_, output, text_column, chunk_size, batch_size, backend, resume, overwrite,
-                         windows)
+    if engine not in ("local", "ray"):
+        raise SentituneError(f"--engine {engine}: use local or ray.")
+    if engine == "ray":
+        from .batch_ray import score_file_ray
+
+        if resume:
+            raise SentituneError("--resume: --engine ray does not resume (a failed job leaves no output); "
+                                 "rerun it, or use --engine local.")
+        summary = score_file_ray(model, input_, output, text_column, chunk_size, batch_size, backend, overwrite,
+                                 windows, **(ray_options or {}))
+    else:
+        summary = score_file(model, input_, output, text_column, chunk_size, batch_size, backend, resume,
+                             overwrite, windows)
     reused = f", {summary['parts_reused']} finished chunk(s) reused" if summary["parts_reused"] else ""
     empty = f", {summary['empty']} empty text(s) left unscored" if summary["empty"] else ""
     Console(stderr=True).print(f"wrote {summary['output']}: {summary['rows']:,} rows in {summary['seconds']:.1f} s"

@@ -29,10 +29,7 @@ def replace_dir(source: Path, target: Path) -> Path:
     if target.exists():
         target.rename(old)
     source.rename(target)
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:  # a file replaced by a folder (`predict --engine ray --overwrite` over a local engine's output)
-        old.unlink(missing_ok=True)
+    shutil.rmtree(old, ignore_errors=True)
     return target
 
 
