@@ -235,13 +235,19 @@ def _check_range(name: str, value, bounds: tuple, where: str) -> None:
 
 def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     """Every field typed and in range before anything is created on disk; one line naming the field otherwise."""
-    for name, bounds in RANGES.items():
+    return _checked_fields(cfg, RANGES, CHOICES, where)
+
+
+def _checked_fields(cfg, ranges: dict, choices: dict, where: str):
+    """`cfg` (a TrainConfig or AdaptConfig) after checking its `ranges`, its data fields, its `choices`, max_steps
+    and name; one line naming the field otherwise."""
+    for name, bounds in ranges.items():
         _check_range(name.replace("_", "-"), getattr(cfg, name, None), bounds, where)
     for name, bounds in DATA_RANGES.items():
         _check_range(name.replace("_", "-"), getattr(cfg.data, name), bounds, where)
-    for name, choices in CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise SentituneError(f"{where}: {name} = {getattr(cfg, name)!r}; use one of {', '.join(choices)}.")
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise SentituneError(f"{where}: {name} = {getattr(cfg, name)!r}; use one of {', '.join(allowed)}.")
     if cfg.max_steps == 0 or cfg.max_steps < -1:
         raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; "
                              "use a positive number of steps, or -1 for --epochs.")
@@ -342,6 +348,7 @@ ADAPT_RANGES = {name: RANGES[name] for name in ("learning_rate", "epochs", "batc
                                                  "warmup_ratio", "save_total_limit", "logging_steps", "max_length")}
 ADAPT_RANGES |= {"mlm_probability": (0, 1, False, False), "eval_texts": (0, 1 << 40, True, True),
                  "save_steps": (0, 1 << 40, True, True)}
+ADAPT_CHOICES = {name: CHOICES[name] for name in ("precision", "attention", "scheduler")}
 
 
 def load_adapt_config(values: dict | None = None, where: str = "adapt") -> AdaptConfig:
@@ -361,18 +368,7 @@ def load_adapt_config(values: dict | None = None, where: str = "adapt") -> Adapt
 
 def validate_adapt(cfg: AdaptConfig, where: str = "adapt") -> AdaptConfig:
     """Every field in range before anything is read or created; one line naming the field otherwise."""
-    for name, bounds in ADAPT_RANGES.items():
-        _check_range(name.replace("_", "-"), getattr(cfg, name), bounds, where)
-    for name, bounds in DATA_RANGES.items():
-        _check_range(name.replace("_", "-"), getattr(cfg.data, name), bounds, where)
-    for name in ("precision", "attention", "scheduler"):
-        if getattr(cfg, name) not in CHOICES[name]:
-            raise SentituneError(f"{where}: {name} = {getattr(cfg, name)!r}; use one of {', '.join(CHOICES[name])}.")
-    if cfg.max_steps == 0 or cfg.max_steps < -1:
-        raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; "
-                             "use a positive number of steps, or -1 for --epochs.")
-    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
-        raise SentituneError(f"{where}: name = {cfg.name!r}; use a plain folder name (no '/', no leading '.').")
+    _checked_fields(cfg, ADAPT_RANGES, ADAPT_CHOICES, where)
     adapt_splits(cfg)
     return cfg
 
