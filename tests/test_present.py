@@ -200,8 +200,8 @@ def explained(text: str, label: str, pred: str) -> dict:
 def with_explanations(run: Path) -> None:
     folder = RunFolder(run)
     evaluation = folder.evaluation()
-    errors = [r for rows in evaluation["errors"]["confident"].values() for r in rows][:2]
-    evaluation["errors"]["explanations"] = [explained(r["text"], r["label"], r["pred"]) for r in errors]
+    for row in [r for rows in evaluation["errors"]["confident"].values() for r in rows][:2]:  # as evaluate does
+        row["words"] = explained(row["text"], row["label"], row["pred"])["words"]
     folder.write_evaluation(evaluation)
 
 

@@ -210,14 +210,9 @@ def text_lengths(run: RunFolder, facts: dict) -> dict | None:
 
 
 def explanations(evaluation: dict) -> list[dict]:
-    """Confident errors with word attributions ({text, label, pred, words: [{word, start, end, score}]}), where
-    evaluation.json has them: an `explanations` list beside or inside `errors`, or `words` on the error rows."""
-    errors = evaluation.get("errors") or {}
-    found = errors.get("explanations") or evaluation.get("explanations") or []
-    if isinstance(found, dict):
-        found = [item for rows in found.values() if isinstance(rows, list) for item in rows]
-    found = list(found) + [r for rows in (errors.get("confident") or {}).values() for r in rows if r.get("words")]
-    return [e for e in found if isinstance(e, dict) and e.get("text") and isinstance(e.get("words"), list)
+    """The confident errors that `sentitune evaluate` explained (`words`: [{word, start, end, score}] on the error
+    rows), most confident first."""
+    return [e for e in confident_errors(evaluation) if isinstance(e.get("words"), list)
             and any(isinstance(w, dict) and isinstance(w.get("score"), (int, float)) for w in e["words"])]
 
 
