@@ -24,6 +24,7 @@ from sentitune.distill import (
     from_probabilities,
     layer_student,
     run_teacher,
+    tfidf_ensemble,
 )
 from sentitune.errors import SentituneError
 from sentitune.machine import Runtime
@@ -157,6 +158,25 @@ def test_teacher_logits_are_cached_by_chunk_and_keyed(tmp_path):
         cached_logits(wrong, texts, tmp_path / "other", 3)
 
 
+def test_the_tfidf_ensemble_teaches_the_mean_of_both_probabilities():
+    """Three classes: the ensemble's logits are the log of the mean of the run's softmax and TF-IDF + LR's; the
+    TF-IDF model is fitted once, at the first call, on the train split."""
+    from sentitune.baselines import fit_tfidf
+    from sentitune.labels import LabelScheme
+
+    train = three_class_reviews(30, seed=1).assign(idx=range(90), label=lambda d: d.label.map(NAMES.index))
+    labels = LabelScheme(tuple(NAMES))
+    run_logits = np.tile(np.array([[2.0, 0.0, -1.0]]), (4, 1))
+    teacher = from_probabilities("run", lambda texts: np.exp(run_logits[: len(texts)]) / np.exp(run_logits[0]).sum())
+    ensemble = tfidf_ensemble(teacher, train, labels)
+    assert ensemble.name == "run+tfidf" and "tfidf" not in ensemble.facts  # nothing fitted yet
+    texts = list(train.text[:4])
+    words = fit_tfidf({"train": train}, labels).score(pd.DataFrame({"text": texts}))["tfidf-lr"].probs
+    expected = (np.exp(run_logits) / np.exp(run_logits).sum(1, keepdims=True) + words) / 2
+    assert np.allclose(np.exp(ensemble.logits(texts)), expected, atol=1e-6)
+    assert ensemble.facts["tfidf"]["train_size"] == 90 and ensemble.facts["ensemble"].startswith("mean")
+
+
 # ---------------------------------------------------------------- a distilled run
 
 
@@ -241,6 +261,7 @@ def test_another_student_model_with_another_tokenizer(teacher, tmp_path, caplog,
     ("teacher", ("--student-layers", "1", "--transfer-data", "TRANSFER"), "no text column 'text'"),
     ("teacher", ("--student-layers", "1", "--transfer-data", "TEST"), "never distil on the test split"),
     ("teacher", ("--student-layers", "1", "--alpha", "1.5"), "alpha = 1.5 is out of range"),
+    ("teacher", ("--student-layers", "1", "--teacher-ensemble", "bm25"), "--teacher-ensemble bm25: use one of tfidf"),
     ("teacher", ("--student-layers", "1", "--model", "x"), "No such option: --model"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(teacher, transfer, data, case, flags, message):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sentitune.errors import SentituneError
-from sentitune.export import export_onnx, onnx_path
+from sentitune.export import export_onnx, export_openvino, onnx_path
 from sentitune.machine import Runtime
 from sentitune.predict import SentimentModel
 
@@ -56,8 +56,46 @@ def test_auto_backend_takes_int8_only_where_bf16_is_absent_and_it_was_exported(e
 def test_missing_graph_names_the_export_command(tiny_model):
     with pytest.raises(SentituneError, match=r"not found; run `sentitune export"):
         SentimentModel.from_pretrained(tiny_model, backend="onnx-int8")
-    with pytest.raises(SentituneError, match="--backend tflite: use one of auto, torch, onnx, onnx-int8"):
+    with pytest.raises(SentituneError, match="--backend tflite: use one of auto, torch, onnx, onnx-int8, openvino"):
         SentimentModel.from_pretrained(tiny_model, backend="tflite")
+
+
+needs_openvino = pytest.mark.skipif(__import__("importlib").util.find_spec("openvino") is None,
+                                    reason="the package openvino is not installed (pip install 'sentitune[openvino]')")
+
+
+@needs_openvino
+def test_openvino_export_agrees_with_torch_for_any_number_of_classes(tmp_path):
+    """The converted graph (first-token last layer, dynamic batch and length) gives torch's logits, padding masked;
+    three classes as two."""
+    from conftest import tiny_bert
+
+    for classes in (2, 3):
+        folder = tiny_bert(tmp_path / f"m{classes}", num_labels=classes)
+        files = export_openvino(folder)
+        assert [p.name for p in files] == ["openvino_model.bin", "openvino_model.xml"]
+        assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # built aside, then renamed
+        fp32 = Runtime.resolve("fp32")
+        expected = SentimentModel.from_pretrained(folder, backend="torch", runtime=fp32).score(TEXTS).logits
+        model = SentimentModel.from_pretrained(folder, backend="openvino", runtime=fp32)
+        assert model.backend == "openvino" and model.default_batch_size == 16
+        assert SentimentModel.from_pretrained(folder, runtime=Runtime.resolve("bf16")).backend == "openvino"
+        assert SentimentModel.from_pretrained(folder, runtime=fp32).backend == "torch"  # no int8 graph here
+        assert model.score(TEXTS).logits.shape == (len(TEXTS), classes)
+        np.testing.assert_allclose(model.score(TEXTS).logits, expected, atol=1e-4)
+        np.testing.assert_allclose(model.score(TEXTS, batch_size=1).logits, expected, atol=1e-4)
+    bf16 = SentimentModel.from_pretrained(folder, backend="openvino", runtime=Runtime.resolve("bf16"))
+    assert np.abs(bf16.score(TEXTS).logits - expected).max() < 0.05  # OpenVINO's bf16 kernels
+
+
+def test_openvino_without_the_package_says_how_to_install(tiny_model, monkeypatch):
+    import sentitune.export as export
+
+    monkeypatch.setattr(export, "openvino_installed", lambda: False)
+    with pytest.raises(SentituneError, match=r"pip install 'sentitune\[openvino\]'"):
+        export_openvino(tiny_model)
+    with pytest.raises(SentituneError, match=r"not found; run `sentitune export .* --openvino` first"):
+        SentimentModel.from_pretrained(tiny_model, backend="openvino")
 
 
 def test_export_rejects_a_folder_without_a_model(tmp_path):
@@ -78,9 +116,10 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     RunFolder(tmp_path / "run").write_predictions(pd.DataFrame({
         "split": "test", "idx": range(len(TEXTS)), "text": TEXTS, "label": [1, 0, 1, 0],
         **prediction_columns(softmax(logits), logits)}))
-    out = cli("export", str(tmp_path / "run"))
+    out = cli("export", str(tmp_path / "run"), "--no-openvino")
     assert out.returncode == 0, out.stderr
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()
+    assert not (tmp_path / "run" / "model" / "openvino").exists()
     quality = json.loads((tmp_path / "run" / "model" / "onnx" / "quality.json").read_text())
     assert quality["texts"] == 4 and set(quality["backends"]) == {"torch", "onnx", "onnx-int8"}
     assert quality["backends"]["onnx"]["agreement_with_torch"] == 1.0
@@ -88,6 +127,22 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     out = cli("predict", str(tmp_path / "run"), "great film", "--backend", "onnx-int8")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1])["label"] in {"LABEL_0", "LABEL_1"}  # the stand-in model's own names
+
+
+@needs_openvino
+def test_cli_export_writes_openvino_when_installed_and_predict_uses_it(tiny_model, tmp_path):
+    import shutil
+
+    from test_cli import sentitune as cli
+
+    shutil.copytree(tiny_model, tmp_path / "model")
+    out = cli("export", str(tmp_path / "model"), "--check", "0")
+    assert out.returncode == 0, out.stderr
+    assert "openvino_model.xml" in out.stdout and onnx_path(tmp_path / "model", "openvino").is_file()
+    out = cli("predict", str(tmp_path / "model"), "great film", "--backend", "openvino")
+    assert out.returncode == 0, out.stderr
+    expected = SentimentModel.from_pretrained(tmp_path / "model", backend="openvino").predict(["great film"])[0]
+    assert json.loads(out.stdout.splitlines()[-1])["label"] == expected["label"]
 
 
 def test_serve_with_the_int8_backend(exported):

@@ -24,8 +24,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 console = Console()
-BACKEND_HELP = ("auto (onnx-int8 when exported and the CPU lacks native bf16, else torch), torch, or an ONNX graph "
-                "written by `sentitune export`: onnx (fp32) or onnx-int8.")
+BACKEND_HELP = ("auto (when exported: openvino on a CPU with native bf16, onnx-int8 on one without; else torch), "
+                "torch, or what "
+                "`sentitune export` wrote: onnx (fp32) or onnx-int8 (onnxruntime), openvino (OpenVINO Runtime).")
 
 @app.callback()
 def _quiet() -> None:
@@ -508,12 +509,18 @@ def serve_command(model: Path = typer.Argument(..., help="A run folder or its mo
 @app.command("export")
 def export_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                    quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx)."),
+                   openvino: Optional[bool] = typer.Option(None, help="Also write the OpenVINO model (openvino/"
+                                                                      "openvino_model.xml; default: when the "
+                                                                      "package openvino is installed)."),
                    check: int = typer.Option(500, help="Score this many of the run's test texts with every backend "
                                                        "(accuracy, agreement, speed -> onnx/quality.json); 0: skip.")):
-    """Write ONNX graphs for onnxruntime into the model folder (onnx/model.onnx, onnx/model_quantized.onnx)."""
-    from .export import backend_quality, export_onnx
+    """Write ONNX graphs for onnxruntime (onnx/model.onnx, onnx/model_quantized.onnx) and an OpenVINO model into the
+    model folder."""
+    from .export import backend_quality, export_onnx, export_openvino, openvino_installed
 
-    for path in export_onnx(model, quantize):
+    paths = export_onnx(model, quantize)
+    paths += export_openvino(model) if (openvino_installed() if openvino is None else openvino) else []
+    for path in paths:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     quality = backend_quality(model, check)
     for backend, row in (quality or {}).get("backends", {}).items():

@@ -100,11 +100,15 @@ class DistillConfig:
     transfer_text_column: str = field(default="text", metadata={"help": "Column of --transfer-data holding the text."})
     transfer_examples: int | None = field(default=None, metadata={
         "help": "Use a random sample of N transfer texts (None: all)."})
+    teacher_ensemble: str | None = field(default=None, metadata={
+        "help": "tfidf: the teacher is the mean of the run's probabilities and those of a TF-IDF + logistic "
+                "regression fitted on the train split (an ensemble teaches, the student alone is deployed)."})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+TEACHER_ENSEMBLES = ("tfidf",)
 DISTILL_RANGES = {"student_layers": (1, 1 << 20, True, True), "temperature": (0, 1000, False, True),
                   "alpha": (0, 1, True, True), "transfer_examples": (1, 1 << 40, True, True)}
 
@@ -122,6 +126,9 @@ def load_distill_config(values: dict | None = None, where: str = "distill") -> D
     if (cfg.student_layers is None) == (cfg.student is None):
         raise SentituneError(f"{where}: pass either --student-layers K (K of the teacher's layers) "
                              "or --student MODEL (another model), not both or neither.")
+    if cfg.teacher_ensemble not in (None, *TEACHER_ENSEMBLES):
+        raise SentituneError(f"{where}: --teacher-ensemble {cfg.teacher_ensemble}: use one of "
+                             f"{', '.join(TEACHER_ENSEMBLES)} (or leave it out: the run alone teaches).")
     if cfg.transfer_data and cfg.alpha == 0:
         raise SentituneError(f"{where}: --alpha 0 ignores the teacher's soft labels, so --transfer-data would add "
                              "nothing; raise --alpha or drop --transfer-data.")

@@ -20,7 +20,7 @@ from .machine import Runtime, pick_backend
 from .metrics import softmax
 from .models import load_classifier, load_tokenizer, model_folder
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")
 
 
 def _padded(batch: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -70,32 +70,63 @@ def logits_for_ids(model, input_ids: list[list[int]], pad_id: int, batch_size: i
 
 
 class OnnxClassifier:
-    """An onnxruntime session (`sentitune export`) that `batched_rows` drives like the torch model."""
+    """An exported ONNX graph (`sentitune export`) run by onnxruntime, driven by `batched_rows` like the torch model.
+    `batch_size`: the fastest measured here, one review at a time (no padding)."""
 
-    def __init__(self, path: Path, config, threads: int | None = None):
+    batch_size = 1
+
+    def __init__(self, path: Path, config, runtime: Runtime):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = runtime.threads or torch.get_num_threads()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.config = config
 
     def eval(self) -> "OnnxClassifier":
         return self
 
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["logits"], feed)[0]
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
-        return SimpleNamespace(logits=torch.from_numpy(self.session.run(["logits"], feed)[0]))
+        return SimpleNamespace(logits=torch.from_numpy(self.run(feed)))
 
 
-def _onnx_classifier(path: Path, backend: str, trust_remote_code: bool, runtime: Runtime) -> OnnxClassifier:
+class OpenVinoClassifier(OnnxClassifier):
+    """The OpenVINO model `sentitune export` wrote, compiled for the CPU at the runtime's precision (bf16 on a CPU
+    with native bf16: OpenVINO's kernels, AMX where the CPU has it). Batches of 16, sorted by length (32 measured
+    the same on an AMX Xeon, docs/benchmarks.md)."""
+
+    batch_size = 16
+
+    def __init__(self, path: Path, config, runtime: Runtime):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise SentituneError("--backend openvino: needs the package openvino; pip install 'sentitune[openvino]'.") \
+                from None
+        settings = {"INFERENCE_PRECISION_HINT": "bf16" if runtime.precision == "bf16" else "f32",
+                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": runtime.threads or torch.get_num_threads()}
+        self.compiled = ov.Core().compile_model(str(path), "CPU", settings)
+        self.request = self.compiled.create_infer_request()
+        self.config = config
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feed)[self.compiled.output("logits")].copy()
+
+
+def _exported_classifier(path: Path, backend: str, trust_remote_code: bool, runtime: Runtime) -> OnnxClassifier:
     from .export import onnx_path
     from .models import load_config
 
     graph = onnx_path(path, backend)
     if not graph.is_file():
-        raise SentituneError(f"--backend {backend}: {graph} not found; run `sentitune export {path}` first.")
-    return OnnxClassifier(graph, load_config(str(path), trust_remote_code), runtime.threads)
+        flag = " --openvino" if backend == "openvino" else ""
+        raise SentituneError(f"--backend {backend}: {graph} not found; run `sentitune export {path}{flag}` first.")
+    runner = OpenVinoClassifier if backend == "openvino" else OnnxClassifier
+    return runner(graph, load_config(str(path), trust_remote_code), runtime)
 
 
 @dataclass
@@ -123,9 +154,9 @@ class SentimentModel:
     @classmethod
     def from_pretrained(cls, path: str | Path, trust_remote_code: bool = False, backend: str = "auto",
                         runtime: Runtime | None = None) -> "SentimentModel":
-        """Load a saved model folder (or a run folder). `backend`: torch, or the ONNX graphs `sentitune export`
-        wrote: onnx (fp32) or onnx-int8; auto: onnx-int8 on a CPU without native bf16 when it was exported,
-        else torch (`self.backend` says which)."""
+        """Load a saved model folder (or a run folder). `backend`: torch, or what `sentitune export` wrote: the ONNX
+        graphs onnx (fp32) or onnx-int8 for onnxruntime, or openvino (OpenVINO Runtime); auto: when exported,
+        openvino on a CPU with native bf16 and onnx-int8 on one without, else torch (`self.backend` says which)."""
         from .export import exported_backends
 
         path = model_folder(path)
@@ -137,7 +168,7 @@ class SentimentModel:
         backend = pick_backend(backend, runtime.precision, runtime.on_cpu, exported_backends(path))
         tokenizer = load_tokenizer(str(path), trust_remote_code)
         if backend != "torch":
-            loaded = cls(_onnx_classifier(path, backend, trust_remote_code, runtime), tokenizer, runtime)
+            loaded = cls(_exported_classifier(path, backend, trust_remote_code, runtime), tokenizer, runtime)
         else:
             loaded = cls(load_classifier(str(path), trust_remote_code=trust_remote_code).to(runtime.device),
                          tokenizer, runtime)
@@ -149,7 +180,7 @@ class SentimentModel:
         """Fastest measured here: one review at a time for onnxruntime (no padding), 16 for torch on a CPU,
         64 on a GPU."""
         if isinstance(self.model, OnnxClassifier):
-            return 1
+            return self.model.batch_size
         return 16 if self.runtime.on_cpu else 64
 
     def model_at(self):
