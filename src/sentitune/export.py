@@ -4,7 +4,8 @@
 fusions: one Attention, SkipLayerNorm and BiasGelu op per layer) and `onnx/model_quantized.onnx` (dynamic int8,
 per-channel weights): the layout transformers.js and Optimum's `ORTModelForSequenceClassification.from_pretrained(
 folder, subfolder="onnx", file_name=...)` read. `SentimentModel.from_pretrained(folder, backend="onnx-int8")`
-predicts with it.
+predicts with it. `export_openvino(model_dir)` writes `openvino/openvino_model.xml` (+ `.bin`) for OpenVINO Runtime
+(`backend="openvino"`), converted from torch with the last layer computing the first token only.
 """
 
 from __future__ import annotations
