@@ -88,6 +88,24 @@ def test_openvino_export_agrees_with_torch_for_any_number_of_classes(tmp_path):
     assert np.abs(bf16.score(TEXTS).logits - expected).max() < 0.05  # OpenVINO's bf16 kernels
 
 
+@needs_openvino
+def test_openvino_backend_scores_from_several_threads_at_once(tiny_model, tmp_path):
+    """`serve --no-batching` calls the model from several threads: each gets its own infer request."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    export_openvino(folder)
+    model = SentimentModel.from_pretrained(folder, backend="openvino", runtime=Runtime.resolve("fp32"))
+    batches = [TEXTS[i:] + TEXTS[:i] for i in range(len(TEXTS))] * 4
+    alone = [model.predict_proba(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict_proba, batches))
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_openvino_without_the_package_says_how_to_install(tiny_model, monkeypatch):
     import sentitune.export as export
 

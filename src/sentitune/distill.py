@@ -366,7 +366,8 @@ class Distillation(Recipe):
         recorded = self.run.metrics().get("test") or {}
         teacher = {"run": str(self.run.path), "name": self.teacher.name, **self.teacher.facts,
                    "test_accuracy": recorded.get("accuracy"), "test_f1_macro": recorded.get("f1_macro"),
-                   "layers": teacher_depth(self.run), "parameters": parameter_count(self.run.model_dir)}
+                   "layers": teacher_depth(self.run), "parameters": parameter_count(self.run.model_dir),
+                   "test_examples_per_s": (self.run.metrics().get("inference") or {}).get("examples_per_s")}
         return {"distillation": {
             "teacher": teacher, "student": self.info["student"], "temperature": self.dcfg.temperature,
             "alpha": self.dcfg.alpha, "same_tokenizer": self.info["same_tokenizer"],

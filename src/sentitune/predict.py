@@ -6,6 +6,7 @@ text; `predict_proba` returns the (n, K) matrix that `evaluate` and the baseline
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,11 +111,13 @@ class OpenVinoClassifier(OnnxClassifier):
         settings = {"INFERENCE_PRECISION_HINT": "bf16" if runtime.precision == "bf16" else "f32",
                     "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": runtime.threads or torch.get_num_threads()}
         self.compiled = ov.Core().compile_model(str(path), "CPU", settings)
-        self.request = self.compiled.create_infer_request()
-        self.config = config
+        self.config, self._local = config, threading.local()
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.request.infer(feed)[self.compiled.output("logits")].copy()
+        # an infer request is not thread-safe: one per thread (`serve --no-batching` scores in several)
+        if not hasattr(self._local, "request"):
+            self._local.request = self.compiled.create_infer_request()
+        return self._local.request.infer(feed)[self.compiled.output("logits")].copy()
 
 
 def _exported_classifier(path: Path, backend: str, trust_remote_code: bool, runtime: Runtime) -> OnnxClassifier:
