@@ -9,7 +9,7 @@ from conftest import tiny_bert
 from sentitune.errors import SentituneError
 from sentitune.machine import Runtime
 from sentitune.metrics import sigmoid
-from sentitune.predict import SentimentModel, label_decision
+from sentitune.predict import PAD_MULTIPLE, SentimentModel, _padded, label_decision, logits_for_ids
 
 FP32 = Runtime.resolve("fp32")
 
@@ -21,6 +21,22 @@ def test_order_and_batch_size_do_not_change_answers(tiny_model):
     assert np.allclose(small.probs, model.score(texts, batch_size=64).probs, atol=1e-5)
     assert np.allclose(model.score(texts[::-1], batch_size=3).probs[::-1], small.probs, atol=1e-5)
     assert small.n_tokens[1] > small.n_tokens[0] and np.allclose(small.probs.sum(1), 1)
+
+
+def test_batches_pad_to_a_multiple_of_8_within_the_model_positions(tiny_model):
+    """Few distinct widths keep torch's per-shape kernel cache small over a long job; the padding is masked."""
+    import torch
+
+    cpu = torch.device("cpu")
+    assert PAD_MULTIPLE == 8
+    assert _padded([[5, 6, 7], [8]], 0, cpu, 8, 512)["input_ids"].shape == (2, 8)
+    assert _padded([[5] * 100], 0, cpu, 8, 100)["input_ids"].shape == (1, 100)  # never past the positions
+    assert _padded([[5] * 3], 0, cpu)["input_ids"].shape == (1, 3)
+    model = SentimentModel.from_pretrained(tiny_model, runtime=FP32)
+    ids = [[101] + [2000 + i] * n + [102] for i, n in enumerate((1, 7, 13, 30))]
+    batched = logits_for_ids(model.model, ids, 0, batch_size=4, runtime=FP32)
+    alone = np.concatenate([logits_for_ids(model.model, [row], 0, batch_size=1, runtime=FP32) for row in ids])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
 
 
 def test_windows_equal_plain_prediction_for_short_texts_and_cover_long_ones(tiny_model):
