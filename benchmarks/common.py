@@ -65,6 +65,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def exported_copy(folder: Path, dest: Path | None = None, onnx: bool = True, openvino: bool = False) -> Path:
+    """A copy of a model folder (`dest`, else a temporary one) with what `sentitune export` writes: its ONNX graphs
+    and, with `openvino` (when the package is installed), its OpenVINO model; the original left as it is."""
+    import shutil
+    import tempfile
+
+    from sentitune.export import export_onnx, export_openvino, openvino_installed
+
+    copy = dest or Path(tempfile.mkdtemp(prefix="sentitune-export-")) / "model"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("onnx", "openvino"), dirs_exist_ok=True)
+    if onnx:
+        export_onnx(copy)
+    if openvino and openvino_installed():
+        export_openvino(copy)
+    return copy
+
+
+def backend_files(model_dir: Path, backend: str) -> list[Path]:
+    """The files `backend` loads from a model folder (the OpenVINO model is its folder: graph and weights)."""
+    from sentitune.export import onnx_path
+
+    if backend == "torch":
+        return [model_dir / "model.safetensors"]
+    path = onnx_path(model_dir, backend)
+    return [path.parent if backend == "openvino" else path]
+
+
+def files_mb(paths: list[Path]) -> float:
+    """Total size of `paths` (files, and every file under folders) in MiB."""
+    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
 def native_bf16() -> bool:
     """Whether this CPU runs bf16 matmuls natively (sentitune.machine's reading; ATEN_CPU_CAPABILITY=avx2 says no)."""
     from sentitune.machine import cpu_info

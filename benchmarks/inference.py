@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -118,16 +117,6 @@ VARIANTS = {
 }
 
 
-def exported_copy(folder: Path) -> Path:
-    """A temporary copy of the model folder with its ONNX graphs (`sentitune export`), the original left as it is."""
-    from sentitune.export import export_onnx
-
-    copy = Path(tempfile.mkdtemp(prefix="sentitune-onnx-")) / "model"
-    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("onnx"))
-    export_onnx(copy)
-    return copy
-
-
 STUDENT = {  # --student: a distilled model's arms in the same rotation, against the pipeline on --model
     "student, sentitune torch": (sentitune_arm, {}),
     "student, sentitune onnx-int8 (batch 1)": (sentitune_arm, dict(backend="onnx-int8")),
@@ -190,9 +179,9 @@ def main() -> None:
     quiet_transformers()
     print(common.machine())
     source = Path(args.model) if args.model else model_folder(Path(tempfile.mkdtemp(prefix="sentitune-infer-")))
-    folder = exported_copy(source)
+    folder = common.exported_copy(source)
     names = [n for n in ARMS if n not in STUDENT] if not args.skip_variants else ["pipeline() defaults", *MAIN]
-    student = exported_copy(Path(args.student)) if args.student else None
+    student = common.exported_copy(Path(args.student)) if args.student else None
     names += list(STUDENT) if student else []
     if not BF16:
         for name in [n for n in names if n in NEEDS_BF16]:

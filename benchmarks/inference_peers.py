@@ -59,14 +59,16 @@ def reviews(work: Path) -> tuple[list[str], list[int]]:
     return list(frame["text"]), list(frame["label"])
 
 
-def encoder(folder: Path):
-    """texts -> sentitune's head+tail token ids (cleaned, 256 tokens), the input of every arm but the pipeline."""
+def tokenized(folder: Path):
+    """(texts -> sentitune's head+tail token ids, cleaned, 256 tokens: the input of every arm but the pipeline;
+    the pad id)."""
     from transformers import AutoTokenizer
 
     from sentitune.data import clean_text, tokenize_function
 
-    encode = tokenize_function(AutoTokenizer.from_pretrained(folder), MAX_LENGTH, "head+tail")
-    return lambda texts: encode({"text": [clean_text(t) for t in texts]})["input_ids"]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encode = tokenize_function(tokenizer, MAX_LENGTH, "head+tail")
+    return (lambda texts: encode({"text": [clean_text(t) for t in texts]})["input_ids"]), tokenizer.pad_token_id or 0
 
 
 def batches(ids: list[list[int]], size: int, pad_id: int):
@@ -84,9 +86,12 @@ def batches(ids: list[list[int]], size: int, pad_id: int):
         yield rows, batch, mask
 
 
-def scored(logits_of, encode, size: int, pad_id: int):
-    """A texts -> predicted class ids function: encode, batch, `logits_of(ids, mask)` per batch, reassemble."""
+def scored(logits_of, folder: Path, size: int):
+    """A texts -> predicted class ids function: encode, batch `size` rows, `logits_of(ids, mask)` per batch,
+    reassemble."""
     import numpy as np
+
+    encode, pad_id = tokenized(folder)
 
     def run(texts: list[str]):
         ids = encode(texts)
@@ -97,6 +102,11 @@ def scored(logits_of, encode, size: int, pad_id: int):
         return predicted
 
     return run
+
+
+def optimum_logits(model):
+    """`logits_of` for an Optimum model (ONNX Runtime or OpenVINO): BERT's inputs, token types all 0."""
+    return lambda ids, mask: model(input_ids=ids, attention_mask=mask, token_type_ids=ids * 0).logits
 
 
 # ---- the arms (each builds a texts -> class ids function in its own process) ----
@@ -116,10 +126,8 @@ def sentitune_arm(folder: Path, work: Path, backend: str, which: str = "model", 
     from sentitune.predict import SentimentModel
 
     model = SentimentModel.from_pretrained(work / "sentitune" / which, backend=backend)
-    files = {"torch": ["model.safetensors"], "onnx": ["onnx/model.onnx"], "onnx-int8": ["onnx/model_quantized.onnx"],
-             "openvino": ["openvino"]}[backend]
     return (lambda texts: model.score(texts, max_length=max_length).probs.argmax(1)), \
-        [work / "sentitune" / which / f for f in files]
+        common.backend_files(work / "sentitune" / which, backend)
 
 
 def ort_arm(folder: Path, work: Path, variant: str):
@@ -127,11 +135,7 @@ def ort_arm(folder: Path, work: Path, variant: str):
 
     where = work / f"ort-{variant}"
     model = ORTModelForSequenceClassification.from_pretrained(where, file_name=next(where.glob("*.onnx")).name)
-
-    def logits_of(ids, mask):
-        return model(input_ids=ids, attention_mask=mask, token_type_ids=ids * 0).logits
-
-    return scored(logits_of, encoder(folder), 1, pad_id(folder)), list(where.glob("*.onnx"))
+    return scored(optimum_logits(model), folder, 1), list(where.glob("*.onnx"))
 
 
 def ov_arm(folder: Path, work: Path, variant: str):
@@ -140,11 +144,7 @@ def ov_arm(folder: Path, work: Path, variant: str):
     where = work / ("ov-int8" if variant == "int8" else "ov-fp32")
     hint = {"f32": {"INFERENCE_PRECISION_HINT": "f32"}, "default": {}, "int8": {}}[variant]
     model = OVModelForSequenceClassification.from_pretrained(where, ov_config={**hint, "PERFORMANCE_HINT": "LATENCY"})
-
-    def logits_of(ids, mask):
-        return model(input_ids=ids, attention_mask=mask, token_type_ids=ids * 0).logits
-
-    return scored(logits_of, encoder(folder), 16, pad_id(folder)), list(where.glob("*.bin"))
+    return scored(optimum_logits(model), folder, 16), list(where.glob("*.bin"))
 
 
 def ct2_arm(folder: Path, work: Path, compute_type: str):
@@ -163,13 +163,7 @@ def ct2_arm(folder: Path, work: Path, compute_type: str):
         pooled = np.asarray(model.forward_batch(rows).pooler_output)
         return pooled @ weight.T + bias
 
-    return scored(logits_of, encoder(folder), 16, pad_id(folder)), [where / "model.bin"]
-
-
-def pad_id(folder: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder).pad_token_id or 0
+    return scored(logits_of, folder, 16), [where / "model.bin"]
 
 
 ARMS = {  # name: (virtualenv, or None for this interpreter; builder; kwargs)
@@ -194,11 +188,6 @@ STUDENT = {  # --student: a distilled model's arms, set against the same pipelin
 ARMS |= STUDENT
 
 
-def size_mb(paths: list[Path]) -> float:
-    files = [f for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
-    return sum(f.stat().st_size for f in files) / 2**20
-
-
 def one_arm(name: str, folder: Path, work: Path) -> dict:
     """Time one arm (in its own process): a warm-up on 16 reviews, then all of them."""
     _, build, kwargs = ARMS[name]
@@ -210,7 +199,7 @@ def one_arm(name: str, folder: Path, work: Path) -> dict:
     seconds = time.perf_counter() - start
     right = sum(int(p) == y for p, y in zip(predicted, labels))
     return {"seconds": seconds, "n": len(labels), "accuracy": right / len(labels), "digest": getattr(run, "digest", ""),
-            "peak_rss_mb": common.peak_rss_mb(), "size_mb": size_mb(files)}
+            "peak_rss_mb": common.peak_rss_mb(), "size_mb": common.files_mb(files)}
 
 
 # ---- preparation (untimed): the exported and quantised models each arm loads ----
@@ -237,9 +226,9 @@ def prepare_ov(folder: Path, work: Path) -> None:
     model.save_pretrained(work / "ov-fp32")
     AutoTokenizer.from_pretrained(folder).save_pretrained(work / "ov-fp32")
     train = pd.read_parquet(work / "calibration.parquet")
-    encode = encoder(folder)
+    encode, pad_id = tokenized(folder)
     items = [{"input_ids": ids, "attention_mask": ids * 0 + 1, "token_type_ids": ids * 0}
-             for _, ids, _ in batches(encode(list(train["text"])), 1, pad_id(folder))]
+             for _, ids, _ in batches(encode(list(train["text"])), 1, pad_id)]
     quantized = nncf.quantize(model.model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=len(items))
     (work / "ov-int8").mkdir(exist_ok=True)
@@ -258,18 +247,9 @@ def prepare_ct2(folder: Path, work: Path) -> None:
 
 
 def prepare_sentitune(folder: Path, work: Path, student: Path | None = None) -> None:
-    import shutil
-
-    from sentitune.export import export_onnx, export_openvino, openvino_installed
-
     for source, which in ((folder, "model"), (student, "student")):
-        if source is None:
-            continue
-        copy = work / "sentitune" / which
-        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("onnx", "openvino"), dirs_exist_ok=True)
-        export_onnx(copy)
-        if openvino_installed():
-            export_openvino(copy)
+        if source is not None:
+            common.exported_copy(source, work / "sentitune" / which, openvino=True)
 
 
 PREPARE = {"ort": prepare_ort, "ov": prepare_ov, "ct2": prepare_ct2}

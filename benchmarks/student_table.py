@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,22 +25,11 @@ import common
 
 def exported(model_dir: Path, backend: str) -> Path:
     """The model folder itself when it can run `backend`, else a temporary exported copy."""
-    from sentitune.export import export_onnx, export_openvino, exported_backends
+    from sentitune.export import exported_backends
 
     if backend == "torch" or backend in exported_backends(model_dir):
         return model_dir
-    copy = Path(tempfile.mkdtemp(prefix="sentitune-table-")) / "model"
-    shutil.copytree(model_dir, copy, ignore=shutil.ignore_patterns("onnx", "openvino"))
-    export_openvino(copy) if backend == "openvino" else export_onnx(copy)
-    return copy
-
-
-def files_mb(model_dir: Path, backend: str) -> float:
-    from sentitune.export import onnx_path
-
-    path = model_dir / "model.safetensors" if backend == "torch" else onnx_path(model_dir, backend)
-    paths = [path, path.with_suffix(".bin")] if backend == "openvino" else [path]
-    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+    return common.exported_copy(model_dir, onnx=backend != "openvino", openvino=backend == "openvino")
 
 
 def main() -> None:
@@ -75,7 +62,7 @@ def main() -> None:
             rows.append({"run": run.name, "tokens": length, "n": len(right), "accuracy": float(right.mean()),
                          "ci95": [low, high], "delta_pts": 100 * (right.mean() - reference.mean()),
                          "mcnemar_p": paired["p_value"], "parameters": parameter_count(folder),
-                         "model_mb": round(files_mb(folder, args.backend), 1),
+                         "model_mb": round(common.files_mb(common.backend_files(folder, args.backend)), 1),
                          "reviews_per_s": len(right) / seconds})
             print(json.dumps(rows[-1]), flush=True)
     print(common.markdown_table(rows, ["run", "tokens", "accuracy", "delta_pts", "mcnemar_p", "parameters",

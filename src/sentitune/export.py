@@ -33,7 +33,17 @@ def exported_backends(model_dir: str | Path) -> set[str]:
     """The exported backends a model folder can run here: its ONNX graphs, and its OpenVINO model when the package
     openvino is installed."""
     found = {backend for backend in [*ONNX_FILES, "openvino"] if onnx_path(model_dir, backend).is_file()}
-    return found if importlib.util.find_spec("openvino") else found - {"openvino"}
+    return found if openvino_installed() else found - {"openvino"}
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def require_openvino(what: str) -> None:
+    """One line saying how to install openvino, for `what` (a flag) needing it."""
+    if not openvino_installed():
+        raise SentituneError(f"{what}: needs the package openvino; pip install 'sentitune[openvino]'.")
 
 
 def _require_onnx() -> None:
@@ -105,10 +115,6 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
     return sorted((model_dir / "onnx").glob("*.onnx"))
 
 
-def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
 def _logits_only(model):
     """The classifier as (input_ids, attention_mask) -> logits, the signature the converted graph keeps."""
     import torch
@@ -136,8 +142,7 @@ def export_openvino(model_dir: str | Path) -> list[Path]:
     model_dir = model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
-    if not openvino_installed():
-        raise SentituneError("export --openvino: needs the package openvino; pip install 'sentitune[openvino]'.")
+    require_openvino("export --openvino")
     import openvino as ov
     from transformers import AutoModelForSequenceClassification
 
