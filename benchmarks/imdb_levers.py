@@ -4,9 +4,13 @@ Runs in order, each step in its own process and each guarded (a failure is recor
 
   (a) `sentitune train --preset cpu-full` (the whole train set less 1,000 validation reviews, 256 tokens, batch 16,
       lr 1e-4, dropout off, 1 epoch, checkpoints picked on validation F1): the baseline;
-  (b) the same for 3 epochs without early stopping, keeping the last checkpoint (one evaluation, at the end);
+  (b2), (b) the same for 2 and 3 epochs keeping the last checkpoint (`--checkpoint last`: no early stopping;
+      validation still scored every 300 steps);
+  (e) (a) and TF-IDF + LR, their mean probabilities, distilled into a student of (a)'s size started from (a)
+      (`sentitune distill --student-layers 6 --teacher-ensemble tfidf`) over the train set and 20,000 unlabelled
+      reviews, at lr 5e-5, keeping the last checkpoint;
   adapt: `sentitune adapt` on train + unsupervised (75,000 reviews less 1,000 held out; never test) at 256 tokens,
-      1 epoch by default (--adapt-epochs 2 for two);
+      1 epoch by default (--adapt-epochs 2 for two; --adapt-max-steps N stops after N steps, as on a CPU);
   (c) (a)'s recipe from the adapted model folder;
   (d) (b)'s recipe from the adapted model folder.
 
@@ -17,7 +21,9 @@ right only), wall time. Everything goes under OUT: runs/<step>/ (run folders wit
 predictions.parquet), adapted/ (the adapted model and its adapt.json), logs/<step>.log, levers.json and levers.md.
 Re-running with the same OUT reuses finished steps and resumes an interrupted one; --steps runs a subset.
 Measured on an H200 (bf16, a random model of the default's shape): adapt ~125,000 tokens/s (~4 min an epoch),
-training ~255 reviews/s (~1.5 min an epoch); all five steps about 20 minutes.
+training ~255 reviews/s (~1.5 min an epoch); the steps other than (e) about 20 minutes. On a 2-core AMX Xeon (bf16,
+session 8, docs/results.md): (a) 18.8 min, (b2) 30.2 min, (e) 30.5 min with its teacher logits cached, adapt 2,104
+tokens/s (1,000 steps 48 min; an epoch ~2.9 h), (c) 18.6 min.
 
     SENTITUNE_DATA=/data/imdb SENTITUNE_MODEL=/models/all-MiniLM-L6-v2 python benchmarks/imdb_levers.py OUT
     IMDB_LEVERS_SMOKE=1 python benchmarks/imdb_levers.py /tmp/levers-smoke   # tiny model, a few dozen rows, any device
@@ -40,15 +46,19 @@ SMOKE = os.environ.get("IMDB_LEVERS_SMOKE") == "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # GPU machines here reach no hub: fail fast instead of hanging
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 NEVER = str(10**9)  # an evaluation interval no run reaches: the one evaluation is at the last step
-STEPS = ("a", "b", "adapt", "c", "d")
+STEPS = ("a", "b2", "b", "e", "adapt", "c", "d")
 TRAIN_STEPS = {  # step: (title, from the adapted model?, flags over the cpu-full preset)
     "a": ("cpu-full, 1 epoch (baseline)", False, {}),
-    "b": ("cpu-full, 3 epochs, last checkpoint", False, {"--epochs": "3", "--early-stopping-patience": "0",
-                                                        "--eval-steps": NEVER}),
+    "b2": ("cpu-full, 2 epochs, last checkpoint", False, {"--epochs": "2", "--checkpoint": "last"}),
+    "b": ("cpu-full, 3 epochs, last checkpoint", False, {"--epochs": "3", "--checkpoint": "last"}),
     "c": ("adapted, then cpu-full 1 epoch", True, {}),
-    "d": ("adapted, then cpu-full 3 epochs, last checkpoint", True, {"--epochs": "3", "--early-stopping-patience": "0",
-                                                                    "--eval-steps": NEVER}),
+    "d": ("adapted, then cpu-full 3 epochs, last checkpoint", True, {"--epochs": "3", "--checkpoint": "last"}),
 }
+ENSEMBLE_TITLE = "(a) + TF-IDF ensemble distilled into (a)'s size (train + 20k unlabelled)"
+TRANSFER_EXAMPLES = "20000"
+# From (a)'s weights at (a)'s peak rate (1e-4) validation fell from (a)'s 0.906 to 0.848 by step 600 and early
+# stopping would have kept step 300 (docs/results.md, session 8): half the rate, and the last checkpoint.
+ENSEMBLE_TRAIN = {"--learning-rate": "5e-5", "--early-stopping-patience": "0", "--eval-steps": NEVER}
 # inference batching only (the same training), on a GPU: 25,000 test reviews in seconds rather than a minute at 16
 GPU_TRAIN = {"--eval-batch-size": "256"}
 # smoke: the same commands on a few dozen rows at 64 tokens, evaluated every 4 steps
@@ -202,8 +212,18 @@ def run_steps(out: Path, names: list[str], model: str, data: str, args) -> dict:
         if name == "adapt":
             flags = {"adapt": None, "--model": model, "--data": data, "--output-dir": str(out), "--name": "adapted",
                      "--max-length": "256", "--epochs": args.adapt_epochs, "--batch-size": args.adapt_batch_size,
-                     "--learning-rate": args.adapt_learning_rate, **(SMOKE_ADAPT if SMOKE else {})}
+                     "--learning-rate": args.adapt_learning_rate, "--max-steps": args.adapt_max_steps,
+                     **(SMOKE_ADAPT if SMOKE else {})}
             results[name] = step(out, name, adapted / "adapt.json", flags)
+            continue
+        if name == "e":
+            layers = str(json.loads((runs / "a" / "model" / "config.json").read_text())["num_hidden_layers"]
+                         if (runs / "a" / "model" / "config.json").is_file() else 6)  # (a)'s size
+            flags = {"distill": None, str(runs / "a"): None, "--student-layers": layers, "--teacher-ensemble": "tfidf",
+                     "--transfer-data": str(Path(data) / "unsupervised.parquet"), "--output-dir": str(runs),
+                     "--transfer-examples": "32" if SMOKE else TRANSFER_EXAMPLES, "--name": name, **ENSEMBLE_TRAIN,
+                     **(SMOKE_TRAIN if SMOKE else {})}
+            results[name] = step(out, name, runs / name / "metrics.json", flags)
             continue
         _, from_adapted, extra = TRAIN_STEPS[name]
         if from_adapted and "error" in results["adapt"]:
@@ -224,6 +244,7 @@ def main() -> None:
     parser.add_argument("--adapt-epochs", default="1", help="Passes of `sentitune adapt` over its texts.")
     parser.add_argument("--adapt-batch-size", default="64", help="Pieces of 256 tokens per adapt step.")
     parser.add_argument("--adapt-learning-rate", default="1e-4", help="Peak learning rate of adapt.")
+    parser.add_argument("--adapt-max-steps", default="-1", help="Stop adapt after N steps (-1: --adapt-epochs).")
     args = parser.parse_args()
     names = chosen(args.steps)
 
@@ -243,7 +264,8 @@ def main() -> None:
     data_arg, model = smoke_inputs(out, data, model) if SMOKE else (str(data), model)
     results = run_steps(out, names, model, data_arg, args)
     rows = [adapt_row(out / "adapted", result) if name == "adapt" else
-            run_row(name, TRAIN_STEPS[name][0], out / "runs" / name, result, out / "runs" / "a")
+            run_row(name, ENSEMBLE_TITLE if name == "e" else TRAIN_STEPS[name][0], out / "runs" / name, result,
+                    out / "runs" / "a")
             for name, result in results.items()]
     table = markdown(rows)
     (out / "levers.json").write_text(json.dumps({"machine": where, "smoke": SMOKE, "rows": rows}, indent=2))

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import torch
 from conftest import synthetic_reviews
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, TrainerCallback, TrainingArguments
 
 from sentitune.adapt import (
     AdaptConfig,
+    MaskedPositionsTrainer,
     WholeWordMasking,
     adapt,
     adapt_texts,
@@ -235,3 +236,21 @@ def test_pieces_end_at_word_starts_and_masks_take_whole_words():
             words.setdefault(word, set()).add(bool(masked[row, i]))
         assert all(len(flags) == 1 for flags in words.values())  # every token of a word alike
         assert (collated["input_ids"][row][masked[row]] == tokenizer.mask_token_id).all()
+
+
+def test_the_loss_projects_only_the_masked_positions_and_equals_the_models_own(tmp_path):
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32)).eval()
+    trainer = MaskedPositionsTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    input_ids = torch.randint(5, 50, (3, 12))
+    labels = torch.full_like(input_ids, -100)
+    labels[0, 2], labels[1, 5], labels[1, 6], labels[2, 11] = 7, 8, 9, 10
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    rows = []
+    model.get_output_embeddings().register_forward_hook(lambda _, args, out: rows.append(args[0].shape[:-1]))
+
+    loss = trainer.compute_loss(model, dict(batch))
+
+    assert rows == [torch.Size([4])]  # the four masked tokens, not 3 x 12 positions
+    assert torch.allclose(loss, model(**batch).loss, atol=1e-6)

@@ -247,3 +247,20 @@ def test_resume_skips_a_checkpoint_without_its_state(tmp_path):
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path).endswith("checkpoint-4")
+
+
+def test_checkpoint_last_keeps_the_end_of_the_schedule_and_still_scores_validation(tiny_run, tmp_path):
+    _, _, data = tiny_run
+    no_dropout = {"dropout": 0.0, "attention_dropout": 0.0}  # an evaluation draws from the RNG dropout uses
+    cfg = tiny_config(tiny_run[1].model, data, tmp_path, name="last", checkpoint="last", early_stopping_patience=1,
+                      early_stopping_from=0.0, **no_dropout)
+    run_dir = train(cfg)
+    trained = json.loads((run_dir / "metrics.json").read_text())["train"]
+    evaluated = [row["step"] for row in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+                 if "eval_f1" in row]
+    assert (trained["steps"], trained["best_step"], trained["checkpoint"]) == (8, 8, "last")
+    assert evaluated == [4, 8]  # no early stopping, validation scored at every evaluation
+    once = train(tiny_config(tiny_run[1].model, data, tmp_path, name="once", eval_steps=10**9,
+                             early_stopping_patience=0, **no_dropout))
+    scores = [pd.read_parquet(run / "predictions.parquet")["prob_1"].to_numpy() for run in (run_dir, once)]
+    np.testing.assert_array_equal(*scores)  # the same weights as one evaluation at the end

@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from sentitune.config import load_config
 from sentitune.errors import SentituneError
 from sentitune.labels import LabelScheme
 from sentitune.machine import Runtime
 from sentitune.trainer import (
+    LateEarlyStopping,
     class_weight_loss,
     eval_metrics,
     layer_depth,
@@ -85,3 +87,16 @@ def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model, tmp_path):
     assert kwargs["params"][0]["lr"] == 1e-3  # the head's group first: Trainer logs the first group's rate
     assert layer_depth("bert.encoder.layer.1.attention.self.query.weight", 2) == 2
     assert layer_depth("bert.embeddings.word_embeddings.weight", 2) == 0 and layer_depth("classifier.bias", 2) == 3
+
+
+def test_early_stopping_counts_patience_only_in_the_late_part_of_the_schedule(tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), eval_strategy="steps", save_strategy="steps",
+                             load_best_model_at_end=True, metric_for_best_model="f1", report_to="none")
+    callback, control = LateEarlyStopping(patience=2, start=0.5), TrainerControl()
+    state = TrainerState(max_steps=100, best_metric=0.9)
+    stopped = {}
+    for step in (10, 20, 30, 40, 50, 60, 70):  # never better than 0.9
+        state.global_step = step
+        callback.on_evaluate(args, state, control, {"eval_f1": 0.8})
+        stopped[step] = control.should_training_stop
+    assert stopped == {10: False, 20: False, 30: False, 40: False, 50: False, 60: True, 70: True}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from transformers import (
     DataCollatorForLanguageModeling,
@@ -325,10 +326,32 @@ def tokenized(texts: Texts, tokenizer, cfg: AdaptConfig) -> Pieces:
                   masked_once(held_out, tokenizer, cfg) if held_out is not None else None)
 
 
+class MaskedPositionsTrainer(SentimentTrainer):
+    """The MLM loss from the logits of the masked positions only. The vocabulary projection (30,522 x 384 for the
+    default) costs per token about as much as the whole encoder; scoring the ~15% of tokens that count instead of all
+    of them makes adapting ~1.6x faster on a CPU. The loss is the model's own: the mean cross-entropy over masked
+    tokens. The projection's input is narrowed by a hook on the model's output embeddings; a head that does not call
+    them gets every position scored and the masked ones picked afterwards (the same loss, at the full cost)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        chosen = labels != -100
+        decoder = self.accelerator.unwrap_model(model).get_output_embeddings()
+        hook = decoder.register_forward_pre_hook(lambda _, args: (args[0][chosen],)) if decoder is not None else None
+        try:
+            outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
+        finally:
+            if hook is not None:
+                hook.remove()
+        logits = outputs.logits if outputs.logits.dim() == 2 else outputs.logits[chosen]
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+        return (loss, outputs) if return_outputs else loss
+
+
 def adapt_trainer(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pieces, work: RunFolder, callbacks):
     """The Trainer: length-grouped batches of pieces, masked as they are drawn, checkpoints in the work folder."""
     args = adapt_arguments(cfg, work.checkpoints_dir, runtime, len(data.train), data.held_out is not None)
-    trainer = SentimentTrainer(
+    trainer = MaskedPositionsTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.held_out, processing_class=tokenizer,
         data_collator=WholeWordMasking(tokenizer, cfg.mlm_probability),  # global RNG: a resume restores it
         callbacks=[JsonlLogger(work.log_path, work.tb_dir, cfg.batch_size), MlmProgress(cfg.batch_size), *callbacks])

@@ -65,8 +65,14 @@ class TrainConfig:
     selection_metric: str = field(default="auto", metadata={
         "help": "Validation metric that picks the best checkpoint, early-stops and scores tuning trials: auto (F1 of "
                 "the positive class for two classes, macro F1 above), f1, f1_macro, recall_macro or accuracy."})
+    checkpoint: str = field(default="best", metadata={
+        "help": "The weights a run keeps: best (on the validation metric; early stopping may end the run) or last "
+                "(the end of the schedule, no early stopping; validation is still scored at every evaluation)."})
     early_stopping_patience: int = field(default=3, metadata={
         "help": "Stop after N evaluations without a better validation F1 (0: never)."})
+    early_stopping_from: float = field(default=0.5, metadata={
+        "help": "Share of the training steps before which early stopping never stops a run: while the learning rate "
+                "is near its peak, validation scores dip and recover (0: from the first evaluation)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (the best is always kept)."})
     logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
     seed: int = field(default=42, metadata={"help": "Seed for model initialisation and data order."})
@@ -217,6 +223,7 @@ RANGES = {  # field: (low, high, low inclusive, high inclusive)
     "gradient_accumulation": (1, 1 << 16, True, True), "weight_decay": (0, 1, True, True),
     "warmup_ratio": (0, 1, True, False), "dropout": (0, 1, True, False), "attention_dropout": (0, 1, True, False),
     "eval_steps": (0, 1 << 40, True, True), "early_stopping_patience": (0, 1 << 20, True, True),
+    "early_stopping_from": (0, 1, True, False),
     "save_total_limit": (1, 1 << 20, True, True), "logging_steps": (1, 1 << 40, True, True),
     "max_length": (8, 1 << 20, True, True), "time_budget_s": (1, 1 << 30, True, True),
 }
@@ -226,6 +233,7 @@ DATA_RANGES = {"validation_size": (0, 1, False, False), "test_size": (0, 1, Fals
 CHOICES = {"truncation": ("head", "tail", "head+tail"), "attention": ("auto", "sdpa", "eager"),
            "precision": ("auto", "bf16", "fp16", "fp32"),
            "selection_metric": ("auto", "f1", "f1_macro", "recall_macro", "accuracy"),
+           "checkpoint": ("best", "last"),
            "scheduler": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                          "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")}
 

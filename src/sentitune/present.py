@@ -494,8 +494,8 @@ def curve_figures(facts: dict, scratch: Path) -> list[dict]:
 def training_slide(facts: dict, scratch: Path) -> Slide:
     train, config = facts["train"], facts["config"]
     accumulation = config.get("gradient_accumulation") or 1
-    rows = [("steps", f"{train['steps']:,}" + (f" (best at {train['best_step']:,})" if train.get("best_step") else "")
-             if train.get("steps") else None),
+    kept = f" (kept {train['best_step']:,}, {train.get('checkpoint', 'best')})" if train.get("best_step") else ""
+    rows = [("steps", f"{train['steps']:,}{kept}" if train.get("steps") else None),
             ("training examples", f"{train['train_samples']:,}" if train.get("train_samples") else None),
             ("wall time", FILTERS["duration"](train["wall_time_s"]) if train.get("wall_time_s") else None),
             ("throughput", f"{rate(train['train_examples_per_s'])} examples/s"

@@ -139,11 +139,12 @@ def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bo
     stats = {"wall_time_s": time.perf_counter() - started,
              "train_examples_per_s": result.metrics.get("train_samples_per_second"),
              "train_samples": len(trainer.train_dataset), "steps": trainer.state.global_step,
-             "best_step": _best_step(trainer), "selection_metric": metric,
+             "best_step": _kept_step(cfg, trainer), "selection_metric": metric, "checkpoint": cfg.checkpoint,
              "resumed_from": Path(checkpoint).name if checkpoint else None,
              "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),
              "train_loss": mean_logged_loss(trainer) or result.metrics.get("train_loss")}
-    weights = trainer.state.best_model_checkpoint or last_complete_checkpoint(work.checkpoints_dir)
+    best = trainer.state.best_model_checkpoint if cfg.checkpoint == "best" else None
+    weights = best or last_complete_checkpoint(work.checkpoints_dir)
     work.write_trained(stats, Path(weights))
     return trainer.model, stats
 
@@ -160,6 +161,9 @@ def mean_logged_loss(trainer: Trainer) -> float | None:
     return total / steps if steps else None
 
 
-def _best_step(trainer: Trainer) -> int | None:
+def _kept_step(cfg: TrainConfig, trainer: Trainer) -> int | None:
+    """The step whose weights the run keeps: the best on validation, or the last."""
+    if cfg.checkpoint == "last":
+        return trainer.state.global_step
     best = trainer.state.best_model_checkpoint
     return int(best.rsplit("-", 1)[-1]) if best else None

@@ -165,7 +165,8 @@ def training_arguments(cfg: TrainConfig, checkpoints: Path, runtime: Runtime, tr
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
         eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=True, metric_for_best_model=metric,
+        save_total_limit=cfg.save_total_limit, load_best_model_at_end=cfg.checkpoint == "best",
+        metric_for_best_model=metric,
         # a log at every checkpoint, so a resumed run's restored history covers every step before it
         greater_is_better=True, logging_steps=math.gcd(cfg.logging_steps, eval_steps), report_to="none",
         disable_tqdm=True,
@@ -223,6 +224,23 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+class LateEarlyStopping(EarlyStoppingCallback):
+    """Early stopping whose patience counts only evaluations from `start` (a share of the steps) on. Earlier the
+    learning rate is near its peak and validation scores dip and recover: a two-epoch IMDB run stopped at step
+    1,800 of 2,802 on dips taken at 72-50% of the peak rate (docs/results.md). Which checkpoint is kept is still
+    the best on validation."""
+
+    def __init__(self, patience: int, start: float):
+        super().__init__(early_stopping_patience=patience)
+        self.start = start
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if state.global_step < self.start * state.max_steps:
+            self.early_stopping_patience_counter = 0
+            control.should_training_stop = False
+
+
 class SentimentTrainer(Trainer):
     """Trainer with one change: a length-grouped sampler that a resume restores exactly."""
 
@@ -269,8 +287,8 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, cal
     metric = selection_metric(cfg, prepared.labels)
     args = training_arguments(cfg, Path(out_dir) / "checkpoints", prepared.runtime, len(train_set), metric)
     callbacks = list(callbacks)
-    if cfg.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    if cfg.early_stopping_patience > 0 and cfg.checkpoint == "best":
+        callbacks.append(LateEarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_from))
     labels = np.asarray(tokenized["train"]["label"])
     trainer = recipe.trainer(
         model=model, args=args, train_dataset=train_set,
