@@ -55,6 +55,7 @@ TRAIN_STEPS = {  # step: (title, from the adapted model?, flags over the cpu-ful
     "d": ("adapted, then cpu-full 3 epochs, last checkpoint", True, {"--epochs": "3", "--checkpoint": "last"}),
 }
 ENSEMBLE_TITLE = "(a) + TF-IDF ensemble distilled into (a)'s size (train + 20k unlabelled)"
+TITLES = {name: title for name, (title, _, _) in TRAIN_STEPS.items()} | {"e": ENSEMBLE_TITLE}
 TRANSFER_EXAMPLES = "20000"
 # From (a)'s weights at (a)'s peak rate (1e-4) validation fell from (a)'s 0.906 to 0.848 by step 600 and early
 # stopping would have kept step 300 (docs/results.md, session 8): half the rate, and the last checkpoint.
@@ -264,8 +265,7 @@ def main() -> None:
     data_arg, model = smoke_inputs(out, data, model) if SMOKE else (str(data), model)
     results = run_steps(out, names, model, data_arg, args)
     rows = [adapt_row(out / "adapted", result) if name == "adapt" else
-            run_row(name, ENSEMBLE_TITLE if name == "e" else TRAIN_STEPS[name][0], out / "runs" / name, result,
-                    out / "runs" / "a")
+            run_row(name, TITLES[name], out / "runs" / name, result, out / "runs" / "a")
             for name, result in results.items()]
     table = markdown(rows)
     (out / "levers.json").write_text(json.dumps({"machine": where, "smoke": SMOKE, "rows": rows}, indent=2))

@@ -417,6 +417,15 @@ def markdown_cell(value) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def kept_weights(train: dict) -> str:
+    """Which step's weights a run kept: the best on validation, or the last (`--checkpoint last`)."""
+    step = train.get("best_step")
+    if step is None:
+        return "n/a"
+    which = "the last" if train.get("checkpoint") == "last" else "the best on validation"
+    return f"weights of step {step:,}, {which}"
+
+
 FILTERS = {
     "f3": f_number(".3f"), "f4": f_number(".4f"),
     "pct": lambda x: "n/a" if x is None else f"{100 * x:.1f}%",
@@ -425,6 +434,7 @@ FILTERS = {
     "duration": lambda s: "n/a" if s is None else (f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"),
     "probs": lambda probs: ", ".join(f"{name} {p:.2f}" for name, p in (probs or {}).items()),
     "cell": markdown_cell,
+    "kept": kept_weights,
 }
 
 

@@ -494,7 +494,7 @@ def curve_figures(facts: dict, scratch: Path) -> list[dict]:
 def training_slide(facts: dict, scratch: Path) -> Slide:
     train, config = facts["train"], facts["config"]
     accumulation = config.get("gradient_accumulation") or 1
-    kept = f" (kept {train['best_step']:,}, {train.get('checkpoint', 'best')})" if train.get("best_step") else ""
+    kept = f" ({FILTERS['kept'](train)})" if train.get("best_step") else ""
     rows = [("steps", f"{train['steps']:,}{kept}" if train.get("steps") else None),
             ("training examples", f"{train['train_samples']:,}" if train.get("train_samples") else None),
             ("wall time", FILTERS["duration"](train["wall_time_s"]) if train.get("wall_time_s") else None),
