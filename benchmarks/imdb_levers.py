@@ -9,6 +9,7 @@ Runs in order, each step in its own process and each guarded (a failure is recor
   (e) (a) and TF-IDF + LR, their mean probabilities, distilled into a student of (a)'s size started from (a)
       (`sentitune distill --student-layers 6 --teacher-ensemble tfidf`) over the train set and 20,000 unlabelled
       reviews, at lr 5e-5, keeping the last checkpoint;
+  (eb2) the same (1 epoch) with (b2) as the run in the teacher and the student's start;
   adapt: `sentitune adapt` on train + unsupervised (75,000 reviews less 1,000 held out; never test) at 256 tokens,
       1 epoch by default (--adapt-epochs 2 for two; --adapt-max-steps N stops after N steps, as on a CPU);
   (c) (a)'s recipe from the adapted model folder;
@@ -46,7 +47,7 @@ SMOKE = os.environ.get("IMDB_LEVERS_SMOKE") == "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # GPU machines here reach no hub: fail fast instead of hanging
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 NEVER = str(10**9)  # an evaluation interval no run reaches: the one evaluation is at the last step
-STEPS = ("a", "b2", "b", "e", "adapt", "c", "d")
+STEPS = ("a", "b2", "b", "e", "eb2", "adapt", "c", "d")
 TRAIN_STEPS = {  # step: (title, from the adapted model?, flags over the cpu-full preset)
     "a": ("cpu-full, 1 epoch (baseline)", False, {}),
     "b2": ("cpu-full, 2 epochs, last checkpoint", False, {"--epochs": "2", "--checkpoint": "last"}),
@@ -54,12 +55,16 @@ TRAIN_STEPS = {  # step: (title, from the adapted model?, flags over the cpu-ful
     "c": ("adapted, then cpu-full 1 epoch", True, {}),
     "d": ("adapted, then cpu-full 3 epochs, last checkpoint", True, {"--epochs": "3", "--checkpoint": "last"}),
 }
-ENSEMBLE_TITLE = "(a) + TF-IDF ensemble distilled into (a)'s size (train + 20k unlabelled)"
-TITLES = {name: title for name, (title, _, _) in TRAIN_STEPS.items()} | {"e": ENSEMBLE_TITLE}
+DISTILL_STEPS = {"e": "a", "eb2": "b2"}  # step: the run whose ensemble with TF-IDF teaches a student of its size
+TITLES = {name: title for name, (title, _, _) in TRAIN_STEPS.items()} | {
+    name: f"({teacher}) + TF-IDF ensemble distilled into ({teacher})'s size (train + 20k unlabelled)"
+    for name, teacher in DISTILL_STEPS.items()}
 TRANSFER_EXAMPLES = "20000"
 # From (a)'s weights at (a)'s peak rate (1e-4) validation fell from (a)'s 0.906 to 0.848 by step 600 and early
-# stopping would have kept step 300 (docs/results.md, session 8): half the rate, and the last checkpoint.
-ENSEMBLE_TRAIN = {"--learning-rate": "5e-5", "--early-stopping-patience": "0", "--eval-steps": NEVER}
+# stopping would have kept step 300 (docs/results.md, session 8): half the rate, and the last checkpoint. (e) was
+# measured with one evaluation at the end; later steps keep the last checkpoint and score validation on the way.
+ENSEMBLE_TRAIN = {"e": {"--learning-rate": "5e-5", "--early-stopping-patience": "0", "--eval-steps": NEVER},
+                  "eb2": {"--learning-rate": "5e-5", "--epochs": "1", "--checkpoint": "last"}}
 # inference batching only (the same training), on a GPU: 25,000 test reviews in seconds rather than a minute at 16
 GPU_TRAIN = {"--eval-batch-size": "256"}
 # smoke: the same commands on a few dozen rows at 64 tokens, evaluated every 4 steps
@@ -217,13 +222,14 @@ def run_steps(out: Path, names: list[str], model: str, data: str, args) -> dict:
                      **(SMOKE_ADAPT if SMOKE else {})}
             results[name] = step(out, name, adapted / "adapt.json", flags)
             continue
-        if name == "e":
-            layers = str(json.loads((runs / "a" / "model" / "config.json").read_text())["num_hidden_layers"]
-                         if (runs / "a" / "model" / "config.json").is_file() else 6)  # (a)'s size
-            flags = {"distill": None, str(runs / "a"): None, "--student-layers": layers, "--teacher-ensemble": "tfidf",
+        if name in DISTILL_STEPS:
+            teacher = runs / DISTILL_STEPS[name]
+            layers = str(json.loads((teacher / "model" / "config.json").read_text())["num_hidden_layers"]
+                         if (teacher / "model" / "config.json").is_file() else 6)  # the teacher's size
+            flags = {"distill": None, str(teacher): None, "--student-layers": layers, "--teacher-ensemble": "tfidf",
                      "--transfer-data": str(Path(data) / "unsupervised.parquet"), "--output-dir": str(runs),
-                     "--transfer-examples": "32" if SMOKE else TRANSFER_EXAMPLES, "--name": name, **ENSEMBLE_TRAIN,
-                     **(SMOKE_TRAIN if SMOKE else {})}
+                     "--transfer-examples": "32" if SMOKE else TRANSFER_EXAMPLES, "--name": name,
+                     **ENSEMBLE_TRAIN[name], **(SMOKE_TRAIN if SMOKE else {})}
             results[name] = step(out, name, runs / name / "metrics.json", flags)
             continue
         _, from_adapted, extra = TRAIN_STEPS[name]

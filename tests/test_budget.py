@@ -56,3 +56,12 @@ def test_whole_splits_shrink_only_the_training_set():
     assert "12,284 test examples" in job.sentence(3)
     with pytest.raises(SentituneError, match="evaluating this data alone"):
         plan(cfg, rates, 120, n_classes=3)
+
+
+def test_self_distill_adds_the_teacher_pass_and_one_student_epoch():
+    cfg = load_config(preset="cpu-quick")
+    taught = load_config(preset="cpu-quick", overrides={"self_distill": "tfidf", "self_distill_texts": 1000})
+    plain, extra = plan(cfg, SLOW, None).seconds, plan(taught, SLOW, None).seconds
+    texts = 2 * 2500 + 1000  # the train split once plus the unlabelled texts
+    assert extra["self-distill"] == pytest.approx(texts / 20.0 + texts / 5.0 + plain["validation"] + plain["test"])
+    assert {k: v for k, v in extra.items() if k != "self-distill"} == plain

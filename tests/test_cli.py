@@ -110,7 +110,8 @@ def test_invalid_values_stop_before_anything_is_created(tmp_path, parquet_folder
     for flags, match in ((["--learning-rate", "-0.1"], "learning-rate = -0.1"),
                          (["--batch-size", "0"], "batch-size = 0"),
                          (["--scheduler", "zigzag"], "scheduler = 'zigzag'"), (["--max-steps", "0"], "max-steps = 0"),
-                         (["--name", "../x"], "--name|name = '../x'")):
+                         (["--name", "../x"], "--name|name = '../x'"),
+                         (["--self-distill", "ensemble"], "self_distill = 'ensemble'; use one of none, model, tfidf")):
         result = sentitune("train", "--data", str(parquet_folder), "--output-dir", str(tmp_path / "runs"), *flags)
         assert result.returncode == 2 and __import__("re").search(match, result.stderr), (flags, result.stderr)
     (tmp_path / "c.yaml").write_text("learning_rate: 1e-4\nbatch_size: sixteen\n")
@@ -127,6 +128,17 @@ def test_tune_command_runs_a_small_study(tiny_model, parquet_folder, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "study" / "best.yaml").is_file() and len(list((tmp_path / "study" / "trials").iterdir())) == 2
+
+
+def test_train_with_self_distill_prints_the_teacher_and_the_student(tiny_model, parquet_folder, tmp_path):
+    args = ["train", "--model", str(tiny_model), "--data", str(parquet_folder), "--validation-size", "0.2",
+            "--max-steps", "4", "--batch-size", "8", "--max-length", "32", "--output-dir", str(tmp_path / "runs"),
+            "--name", "t", "--self-distill", "model", "--self-distill-texts", "0"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    teacher = f"teacher {tmp_path / 'runs' / 't'}: test accuracy"
+    assert teacher in result.output and "(soft labels: run:" in result.output
+    assert str(tmp_path / "runs" / "t-taught") in result.output
 
 
 def test_public_api_names_resolve():

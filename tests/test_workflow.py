@@ -50,3 +50,69 @@ def test_main_job_on_three_classes(tiny_model, tmp_path):
     ours = SentimentModel.from_pretrained(run_dir, runtime=Runtime.resolve("fp32")).predict(texts)
     for theirs, mine in zip(piped, ours):  # pipeline() returns the class names with the same probabilities
         assert {d["label"]: d["score"] for d in theirs} == pytest.approx(mine["scores"], abs=1e-5)
+
+
+def with_unlabelled(folder, n: int = 40):
+    """`folder` plus an unsupervised split (texts only), two of them test texts that the student must never see."""
+    import pandas as pd
+    from conftest import synthetic_reviews
+
+    test = pd.read_parquet(folder / "test.parquet")["text"][:2].tolist()
+    pd.DataFrame({"text": synthetic_reviews(n // 2, seed=5)["text"].tolist() + test}).to_parquet(
+        folder / "unsupervised.parquet")
+    return folder
+
+
+def test_self_distill_trains_then_teaches_a_student_of_its_size(tiny_model, parquet_folder, tmp_path):
+    from sentitune.run import RunFolder
+    from sentitune.workflow import fine_tune
+
+    cfg = tiny_config(tiny_model, with_unlabelled(parquet_folder), tmp_path / "runs", name="best",
+                      self_distill="tfidf", self_distill_texts=30)
+    student = RunFolder(fine_tune(cfg))
+    teacher = RunFolder(tmp_path / "runs" / "best")
+    assert student.name == "best-taught" and (teacher.model_dir / "README.md").is_file()
+    taught = student.metrics()["distillation"]
+    assert taught["teacher"]["name"].endswith("+tfidf") and taught["config"]["teacher_ensemble"] == "tfidf"
+    assert taught["transfer"]["dropped_test"] == 2 and taught["transfer"]["used"] == 30
+    assert taught["soft_labels"]["transfer"] == 30 and taught["soft_labels"]["labelled"] > 0
+    depth = json.loads((teacher.model_dir / "config.json").read_text())["num_hidden_layers"]
+    assert json.loads((student.model_dir / "config.json").read_text())["num_hidden_layers"] == depth
+    learned = student.config()
+    assert (learned.learning_rate, learned.epochs, learned.checkpoint, learned.self_distill) == (
+        cfg.learning_rate / 2, 1.0, "last", "none")
+    assert "best-taught" in (student.model_dir / "README.md").read_text()
+
+
+def test_self_distill_resumes_after_the_run_without_training_it_again(tiny_model, parquet_folder, tmp_path):
+    import shutil
+
+    from sentitune.workflow import fine_tune
+
+    cfg = tiny_config(tiny_model, with_unlabelled(parquet_folder), tmp_path / "runs", name="best",
+                      self_distill="model", self_distill_texts=10)
+    fine_tune(cfg)
+    teacher_metrics = tmp_path / "runs" / "best" / "metrics.json"
+    stamp = teacher_metrics.stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "runs" / "best-taught")  # as if killed before the student had started
+    assert fine_tune(cfg, resume=True).name == "best-taught" and teacher_metrics.stat().st_mtime_ns == stamp
+
+
+def test_self_distill_refuses_a_taken_student_name_before_training(tiny_model, parquet_folder, tmp_path):
+    from sentitune.errors import SentituneError
+    from sentitune.workflow import fine_tune
+
+    (tmp_path / "runs" / "best-taught").mkdir(parents=True)
+    cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="best", self_distill="model")
+    with pytest.raises(SentituneError, match="best-taught: a finished run already exists"):
+        fine_tune(cfg)
+    assert not (tmp_path / "runs" / "best").exists()
+
+
+def test_main_job_with_self_distill_measures_the_student(tiny_model, parquet_folder, tmp_path):
+    cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="main", self_distill="model")
+    run_dir = run_main_job(cfg, baselines=("majority",), estimate=False)
+    assert run_dir.name == "main-taught" and (run_dir / "report.html").is_file()
+    table = json.loads((run_dir / "comparison" / "comparison.json").read_text())
+    assert {r["name"] for r in table["rows"]} == {"main-taught", "majority"}
+    assert (tmp_path / "runs" / "main" / "model" / "README.md").is_file()

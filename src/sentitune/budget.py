@@ -136,6 +136,9 @@ def seconds_for(cfg: TrainConfig, probe_per_class: int, rates: Rates, n_classes:
         parts["base baselines"] = (probe_per_class * n_classes + test) / rates.predict
     parts["other baselines"] = (train / TFIDF_FIT_EXAMPLES_PER_S if "tfidf" in baselines else 0) + \
         (test / VADER_EXAMPLES_PER_S if "vader" in baselines else 0)
+    if cfg.self_distill != "none":  # the run labels train + unlabelled texts; the student trains one epoch on them
+        taught = train / cfg.epochs + cfg.self_distill_texts
+        parts["self-distill"] = taught / rates.predict + taught / rates.train + parts["validation"] + parts["test"]
     return parts
 
 

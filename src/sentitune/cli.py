@@ -136,6 +136,8 @@ def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Con
     if run_dir is None:  # a DDP rank other than 0
         return
     metrics = RunFolder(run_dir).metrics()
+    if "distillation" in metrics:  # --self-distill: the run taught this student
+        _print_teacher(Path(cfg.output_dir) / cfg.name, metrics["distillation"])
     _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
                    f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
 
@@ -153,12 +155,15 @@ def distill_command(teacher: Path, config: Optional[Path] = None, preset: Option
     dcfg = load_distill_config({k: flags.pop(k) for k in list(flags) if k in names})
     run_dir = distill_student(teacher, dcfg, _overrides(flags), config, preset, resume, overwrite)
     metrics = RunFolder(run_dir).metrics()
-    taught = metrics["distillation"]
-    console.print(f"teacher {teacher}: test accuracy {_fmt(taught['teacher']['test_accuracy'])}, "
-                  f"{taught['teacher']['parameters'] or 0:,} parameters; student: "
-                  f"{taught['student']['parameters']:,} parameters", markup=False, highlight=False)
+    _print_teacher(teacher, metrics["distillation"])
     _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
                    f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+
+
+def _print_teacher(teacher: Path, taught: dict) -> None:
+    console.print(f"teacher {teacher}: test accuracy {_fmt(taught['teacher']['test_accuracy'])}, "
+                  f"{taught['teacher']['parameters'] or 0:,} parameters (soft labels: {taught['teacher']['name']}); "
+                  f"student: {taught['student']['parameters']:,} parameters", markup=False, highlight=False)
 
 
 def _distill_signature() -> inspect.Signature:

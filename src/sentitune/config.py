@@ -73,6 +73,14 @@ class TrainConfig:
     early_stopping_from: float = field(default=0.5, metadata={
         "help": "Share of the training steps before which early stopping never stops a run: while the learning rate "
                 "is near its peak, validation scores dip and recover (0: from the first evaluation)."})
+    self_distill: str = field(default="none", metadata={
+        "help": "After training, teach a model of the same size started from this run's weights: none, model (this "
+                "run's probabilities teach) or tfidf (the mean of this run's and a TF-IDF + LR's fitted on the train "
+                "split). The student, run <name>-taught, trains one epoch at half the peak learning rate and keeps "
+                "its last checkpoint; it is the model to deploy (`sentitune distill` has every knob)."})
+    self_distill_texts: int = field(default=20000, metadata={
+        "help": "Unlabelled texts of the source (its unsupervised split, when it has one) the teacher labels for "
+                "the student, besides the train split (0: the train split only)."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (the best is always kept)."})
     logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
     seed: int = field(default=42, metadata={"help": "Seed for model initialisation and data order."})
@@ -223,7 +231,7 @@ RANGES = {  # field: (low, high, low inclusive, high inclusive)
     "gradient_accumulation": (1, 1 << 16, True, True), "weight_decay": (0, 1, True, True),
     "warmup_ratio": (0, 1, True, False), "dropout": (0, 1, True, False), "attention_dropout": (0, 1, True, False),
     "eval_steps": (0, 1 << 40, True, True), "early_stopping_patience": (0, 1 << 20, True, True),
-    "early_stopping_from": (0, 1, True, False),
+    "early_stopping_from": (0, 1, True, False), "self_distill_texts": (0, 1 << 40, True, True),
     "save_total_limit": (1, 1 << 20, True, True), "logging_steps": (1, 1 << 40, True, True),
     "max_length": (8, 1 << 20, True, True), "time_budget_s": (1, 1 << 30, True, True),
 }
@@ -233,7 +241,7 @@ DATA_RANGES = {"validation_size": (0, 1, False, False), "test_size": (0, 1, Fals
 CHOICES = {"truncation": ("head", "tail", "head+tail"), "attention": ("auto", "sdpa", "eager"),
            "precision": ("auto", "bf16", "fp16", "fp32"),
            "selection_metric": ("auto", "f1", "f1_macro", "recall_macro", "accuracy"),
-           "checkpoint": ("best", "last"),
+           "checkpoint": ("best", "last"), "self_distill": ("none", "model", "tfidf"),
            "scheduler": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                          "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")}
 

@@ -411,11 +411,12 @@ def student_config(run: RunFolder, dcfg: DistillConfig, overrides: dict | None =
 
 def distill(teacher_run: str | Path, dcfg: DistillConfig, overrides: dict | None = None,
             config: str | Path | None = None, preset: str | None = None, resume: bool = False,
-            overwrite: bool = False, callbacks=(), teacher: Teacher | None = None) -> Path:
+            overwrite: bool = False, callbacks=(), teacher: Teacher | None = None, transfer=None) -> Path:
     """Distil the finished run `teacher_run` into a student (per `dcfg`) and return the student's run folder.
 
-    `teacher`: where the soft labels come from (default: the run's own model); `resume`, `overwrite` and
-    `callbacks` as for `train.train`. Every input is checked before anything is written."""
+    `teacher`: where the soft labels come from (default: the run's own model); `transfer`: the unlabelled texts (a
+    frame with a `text` column; default: read from `dcfg.transfer_data`); `resume`, `overwrite` and `callbacks` as
+    for `train.train`. Every input is checked before anything is written."""
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 or rank() != 0:
         raise SentituneError("distill: runs in one process; start it without torchrun/accelerate.")
     run = finished_teacher(teacher_run)
@@ -423,7 +424,8 @@ def distill(teacher_run: str | Path, dcfg: DistillConfig, overrides: dict | None
         raise SentituneError(f"--student-layers {dcfg.student_layers}: the teacher has {depth} layers; "
                              f"pass 1 to {depth}.")
     cfg = student_config(run, dcfg, overrides, config, preset)
-    transfer = transfer_frame(dcfg) if dcfg.transfer_data else None
+    if transfer is None and dcfg.transfer_data:
+        transfer = transfer_frame(dcfg)
     recipe = Distillation(run, dcfg, transfer, teacher)
     return train(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks, recipe=recipe)
 

@@ -26,24 +26,75 @@ def _stage(title: str) -> float:
 
 
 def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
-    """Train a run and write its model card: the run folder (None on DDP ranks other than 0)."""
+    """Train a run and write its model card: the run folder (None on DDP ranks other than 0). With
+    `cfg.self_distill`, the run then teaches a student of its size: the student's run folder."""
     from .card import write_model_card
     from .train import train
 
+    if cfg.self_distill != "none":
+        check_self_distill(cfg, resume, overwrite)
+        final = RunFolder.of(cfg.output_dir, cfg.name)
+        if resume and final.metrics_path.is_file() and not final.is_partial:  # killed while teaching the student
+            return self_distilled(final.path, cfg, resume, overwrite, callbacks)
     run_dir = train(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
-    if run_dir is not None:
-        write_model_card(run_dir)
-    return run_dir
+    if run_dir is None:
+        return None
+    write_model_card(run_dir)
+    return run_dir if cfg.self_distill == "none" else self_distilled(run_dir, cfg, resume, overwrite, callbacks)
+
+
+def taught_name(cfg: TrainConfig) -> str:
+    return f"{cfg.name}-taught"
+
+
+def check_self_distill(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Before any training: distillation runs in one process, and the student's folder must be free."""
+    import dataclasses
+    import os
+
+    from .errors import SentituneError
+    from .trainer import check_folders
+
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise SentituneError(f"--self-distill {cfg.self_distill}: the student is taught in one process; start "
+                             "without torchrun/accelerate, or train here and `sentitune distill` afterwards.")
+    check_folders(dataclasses.replace(cfg, name=taught_name(cfg)), resume, overwrite)
+
+
+def self_distilled(run_dir: Path, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+                   callbacks=()) -> Path:
+    """The student run `cfg.self_distill` asks for: the finished run at `run_dir` (alone, or with TF-IDF + LR)
+    labels the train split and up to `cfg.self_distill_texts` of the source's unlabelled texts, and a model of its
+    size started from its weights learns them for one epoch at half its peak rate, keeping the last checkpoint (the
+    recipe measured on IMDB, docs/results.md)."""
+    from .config import DistillConfig
+    from .data import read_source
+    from .distill import teacher_depth
+
+    frames = read_source(cfg.data.data, cfg.data) if cfg.self_distill_texts else {}
+    transfer = frames["unsupervised"][["text"]] if "unsupervised" in frames else None
+    if cfg.self_distill_texts and transfer is None:
+        console.print(f"self-distill: {cfg.data.data} has no unlabelled split; the teacher labels the train split "
+                      "only.", markup=False)
+    dcfg = DistillConfig(student_layers=teacher_depth(RunFolder(run_dir)),
+                         teacher_ensemble=None if cfg.self_distill == "model" else cfg.self_distill,
+                         transfer_data=None if transfer is None else f"{cfg.data.data} [unsupervised]",
+                         transfer_examples=cfg.self_distill_texts or None)
+    student = {"name": taught_name(cfg), "epochs": 1.0, "max_steps": -1, "learning_rate": cfg.learning_rate / 2,
+               "checkpoint": "last", "self_distill": "none"}
+    return distill_student(run_dir, dcfg, student, resume=resume, overwrite=overwrite, callbacks=callbacks,
+                           transfer=transfer)
 
 
 def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None, config: str | Path | None = None,
-                    preset: str | None = None, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path:
+                    preset: str | None = None, resume: bool = False, overwrite: bool = False, callbacks=(),
+                    transfer=None) -> Path:
     """Distil a finished run into a student run (`sentitune.distill`) and write its model card: the student's run
     folder."""
     from .card import write_model_card
     from .distill import distill
 
-    run_dir = distill(teacher_run, dcfg, overrides, config, preset, resume, overwrite, callbacks)
+    run_dir = distill(teacher_run, dcfg, overrides, config, preset, resume, overwrite, callbacks, transfer=transfer)
     write_model_card(run_dir)
     return run_dir
 
@@ -97,6 +148,8 @@ def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINE
     from .evaluate import evaluate_run
     from .report import write_report
 
+    if cfg.self_distill != "none":
+        check_self_distill(cfg, resume=False, overwrite=overwrite)
     started = _stage("1/5 data")
     stats = data_summary(cfg)
     job = None
@@ -118,6 +171,11 @@ def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINE
     run_dir = train(cfg, overwrite=overwrite)  # the card comes at stage 5, once the comparison exists
     if run_dir is None:  # a DDP rank other than 0
         return None
+    if cfg.self_distill != "none":  # the student is the job's model; its teacher keeps a card of its own
+        from .card import write_model_card
+
+        write_model_card(run_dir)
+        run_dir = self_distilled(run_dir, cfg, overwrite=overwrite)
     run = RunFolder(run_dir)
     staging.rename(run.baselines_dir)
     run.write_data_stats(stats)
