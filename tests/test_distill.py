@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,7 @@ def test_another_student_model_with_another_tokenizer(teacher, tmp_path, caplog,
     ("teacher", ("--student-layers", "1", "--alpha", "1.5"), "alpha = 1.5 is out of range"),
     ("teacher", ("--student-layers", "1", "--teacher-ensemble", "bm25"), "--teacher-ensemble bm25: use one of tfidf"),
     ("teacher", ("--student-layers", "1", "--model", "x"), "No such option: --model"),
+    ("teacher", ("--student-layers", "1", "--self-distill", "tfidf"), "a student teaches no further student"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(teacher, transfer, data, case, flags, message):
     from test_cli import sentitune
@@ -277,6 +279,20 @@ def test_bad_input_is_one_line_and_writes_nothing(teacher, transfer, data, case,
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert sorted(p.name for p in teacher.parent.iterdir()) == before
+
+
+def test_a_student_of_a_self_distilled_run_is_not_chained_itself(teacher, transfer, tmp_path):
+    """A teacher trained with --self-distill (its config says so) or the cpu-best preset: the student's config
+    must say self_distill none, or `train --config` of it would chain a second student."""
+    chained = tmp_path / "chained"
+    shutil.copytree(teacher, chained)
+    cfg = RunFolder(chained).config()
+    (chained / "config.yaml").write_text(__import__("yaml").safe_dump(
+        dataclasses.replace(cfg, self_distill="tfidf").to_dict(), sort_keys=False))
+    from sentitune.distill import student_config
+
+    assert student_config(RunFolder(chained), student_settings(transfer)).self_distill == "none"
+    assert student_config(RunFolder(teacher), student_settings(transfer), preset="cpu-best").self_distill == "none"
 
 
 def test_a_teacher_with_other_classes_is_refused(teacher, tmp_path):

@@ -116,3 +116,24 @@ def test_main_job_with_self_distill_measures_the_student(tiny_model, parquet_fol
     table = json.loads((run_dir / "comparison" / "comparison.json").read_text())
     assert {r["name"] for r in table["rows"]} == {"main-taught", "majority"}
     assert (tmp_path / "runs" / "main" / "model" / "README.md").is_file()
+
+
+def test_cpu_best_is_cpu_full_then_the_measured_ensemble_distillation():
+    """cpu-best chains the two commands of the measured 92.65% (docs/runs/ensemble-teacher-amx) with their settings."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from sentitune.config import load_config
+    from sentitune.workflow import self_distill_settings
+
+    best, full = load_config(preset="cpu-best"), load_config(preset="cpu-full")
+    assert best.self_distill == "tfidf" and dataclasses.replace(best, self_distill="none") == full
+    measured = Path(__file__).parents[1] / "docs" / "runs" / "ensemble-teacher-amx"
+    taught = json.loads((measured / "metrics.json").read_text())["distillation"]["config"]
+    student_cfg = yaml.safe_load((measured / "config.yaml").read_text())
+    dcfg, student = self_distill_settings(best, depth=6)
+    assert {k: v for k, v in dcfg.to_dict().items() if k != "transfer_data"} == {
+        k: v for k, v in taught.items() if k != "transfer_data"}
+    assert (student["learning_rate"], student["epochs"]) == (student_cfg["learning_rate"], student_cfg["epochs"])

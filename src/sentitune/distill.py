@@ -17,7 +17,7 @@ import math
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -402,7 +402,11 @@ def student_config(run: RunFolder, dcfg: DistillConfig, overrides: dict | None =
     suffix = f"{dcfg.student_layers}layers" if dcfg.student_layers else "student"
     base = run.config().to_dict() | {"name": f"{run.name}-{suffix}", "output_dir": str(run.path.parent),
                                      "model": dcfg.student or str(run.model_dir)}
-    cfg = load_config(config, preset, overrides, base=base)
+    if overrides.get("self_distill") not in (None, "none"):
+        raise SentituneError("distill: --self-distill belongs to `sentitune train` (it chains this command after "
+                             "training); a student teaches no further student.")
+    # a teacher trained with --self-distill (or a preset that has it) must not make its student look chained
+    cfg = replace(load_config(config, preset, overrides, base=base), self_distill="none")
     if cfg.class_weights:
         raise SentituneError("distill: --class-weights is not supported; the soft labels already carry the "
                              "teacher's view of every class.")

@@ -67,7 +67,6 @@ def self_distilled(run_dir: Path, cfg: TrainConfig, resume: bool = False, overwr
     labels the train split and up to `cfg.self_distill_texts` of the source's unlabelled texts, and a model of its
     size started from its weights learns them for one epoch at half its peak rate, keeping the last checkpoint (the
     recipe measured on IMDB, docs/results.md)."""
-    from .config import DistillConfig
     from .data import read_source
     from .distill import teacher_depth
 
@@ -76,14 +75,20 @@ def self_distilled(run_dir: Path, cfg: TrainConfig, resume: bool = False, overwr
     if cfg.self_distill_texts and transfer is None:
         console.print(f"self-distill: {cfg.data.data} has no unlabelled split; the teacher labels the train split "
                       "only.", markup=False)
-    dcfg = DistillConfig(student_layers=teacher_depth(RunFolder(run_dir)),
-                         teacher_ensemble=None if cfg.self_distill == "model" else cfg.self_distill,
-                         transfer_data=None if transfer is None else f"{cfg.data.data} [unsupervised]",
-                         transfer_examples=cfg.self_distill_texts or None)
-    student = {"name": taught_name(cfg), "epochs": 1.0, "max_steps": -1, "learning_rate": cfg.learning_rate / 2,
-               "checkpoint": "last", "self_distill": "none"}
+    dcfg, student = self_distill_settings(cfg, teacher_depth(RunFolder(run_dir)), transfer is not None)
     return distill_student(run_dir, dcfg, student, resume=resume, overwrite=overwrite, callbacks=callbacks,
                            transfer=transfer)
+
+
+def self_distill_settings(cfg: TrainConfig, depth: int, unlabelled: bool = True):
+    """The DistillConfig and the student's training overrides of `cfg.self_distill` for a run of `depth` layers."""
+    from .config import DistillConfig
+
+    dcfg = DistillConfig(student_layers=depth, teacher_ensemble=None if cfg.self_distill == "model" else "tfidf",
+                         transfer_data=f"{cfg.data.data} [unsupervised]" if unlabelled else None,
+                         transfer_examples=cfg.self_distill_texts or None)
+    return dcfg, {"name": taught_name(cfg), "epochs": 1.0, "max_steps": -1, "learning_rate": cfg.learning_rate / 2,
+                  "checkpoint": "last", "self_distill": "none"}
 
 
 def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None, config: str | Path | None = None,
