@@ -162,7 +162,7 @@ PRESETS: dict[str, dict] = {
     "cpu-full": CPU_FULL,
     # cpu-full, then the mean of its and TF-IDF + LR's probabilities over the train split and 20,000 unlabelled
     # reviews taught to a model of its size started from it: the best single model measured on IMDB (92.65% against
-    # cpu-full's 92.10%, McNemar p = 4.5e-9; ~60 min in all on a 2-core AMX Xeon; docs/results.md, sessions 8-9).
+    # cpu-full's 92.10%; this preset end to end: 92.63% in 54 min on a 2-core AMX Xeon; docs/results.md, session 9).
     "cpu-best": CPU_FULL | {"self_distill": "tfidf", "self_distill_texts": 20000},
     # Short texts with three classes (TweetEval): length from the data, checkpoints picked on macro recall (the
     # task's official metric); 20,000 tweets train in ~11 min on a 2-core AVX2 CPU. Inverse-frequency class
