@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import numpy as np
 
-from sentitune.export import export_onnx, onnx_path
-from sentitune.metrics import classification_metrics, mcnemar
-from sentitune.predict import SentimentModel
-from sentitune.run import RunFolder, probabilities, read_predictions
+from sentitune.core.metrics import classification_metrics, mcnemar
+from sentitune.inference.export import export_onnx
+from sentitune.inference.predict import SentimentModel
+from sentitune.models.exported import onnx_path
+from sentitune.run.folder import RunFolder, probabilities, read_predictions
 
 
 def row(name: str, labels: np.ndarray, probs: np.ndarray, seconds: float | None, names) -> dict:

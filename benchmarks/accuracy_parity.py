@@ -7,7 +7,7 @@ Every arm: the same IMDB train sample, the same token ids (head+tail at max_leng
 classifier-head initialisation, and the same schedule (the preset's learning rate, warm-up, weight decay,
 scheduler, batch size, one epoch); the final model is scored on the same fixed, balanced test sample.
 reference: fp32, every review padded to max_length, random batches, the model's dropouts (0.1/0.1),
-scored in fp32. sentitune: the preset as it is, trained by `sentitune.trainer` as `sentitune train` trains it
+scored in fp32. sentitune: the preset as it is, trained by `sentitune.training.trainer` as `sentitune train` trains it
 and scored the sentitune way (bf16 where the CPU has native bf16, else fp32; the `precision` column says which).
 sentitune-hidden-dropout-0: the preset with hidden dropout off too (no random masks at all), to price that knob.
 Prints accuracies, the difference in points and McNemar's exact p-value against the reference last.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-from sentitune.metrics import mcnemar
+from sentitune.core.metrics import mcnemar
 
 ARMS = {
     "reference": {"recipe": "reference", "schedule": True},

@@ -25,8 +25,15 @@ from transformers import Trainer, TrainingArguments
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
-from sentitune.adapt import AdaptConfig, MaskedPositionsTrainer, WholeWordMasking, mlm_model, mlm_tokenizer, pieces
-from sentitune.machine import Runtime
+from sentitune.core.machine import Runtime
+from sentitune.training.adapt import (
+    AdaptConfig,
+    MaskedPositionsTrainer,
+    WholeWordMasking,
+    mlm_model,
+    mlm_tokenizer,
+    pieces,
+)
 
 
 def masked_batches(cfg: AdaptConfig, tokenizer, texts: list[str], size: int, count: int) -> list[dict]:

@@ -26,8 +26,8 @@ import common
 import torch
 import torch.nn.functional as F
 
-from sentitune import attention
-from sentitune.attention import cpu_bf16_attention
+from sentitune.models import attention
+from sentitune.models.attention import cpu_bf16_attention
 
 BATCH, HEADS, HEAD_DIM = 16, 12, 32
 MODULE = SimpleNamespace(training=True, is_causal=False)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import batch_scoring
 import psutil
 
-import sentitune.batch as batch
+import sentitune.inference.batch as batch
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Batch scoring at scale: peak memory and throughput of `sentitune.batch.score_file` by input size.
+"""Batch scoring at scale: peak memory and throughput of `sentitune.inference.batch.score_file` by input size.
 
     flock /tmp/sentitune-cpu.lock python benchmarks/batch_scoring.py --tiny                   # 10k, 100k, 1M rows
     flock /tmp/sentitune-cpu.lock python benchmarks/batch_scoring.py --model runs/x --sizes 10000,100000
@@ -75,7 +75,7 @@ def tiny_model(folder: Path) -> Path:
 
 def arm(spec: dict) -> dict:
     """Run one arm in this process; its figures plus this process's peak RSS."""
-    from sentitune.models import quiet_transformers
+    from sentitune.models.loading import quiet_transformers
 
     quiet_transformers()
     row = {"arm": spec["arm"], "rows": spec.get("rows", 0)} | {"load": load_arm, "memory": memory_arm,
@@ -84,7 +84,7 @@ def arm(spec: dict) -> dict:
 
 
 def load_arm(spec: dict) -> dict:
-    from sentitune.predict import SentimentModel
+    from sentitune.inference.predict import SentimentModel
 
     model = SentimentModel.from_pretrained(spec["model"], backend=spec["backend"])
     model.predict_proba(["a warm-up text"] * 16, spec["batch_size"])
@@ -95,7 +95,7 @@ def memory_arm(spec: dict) -> dict:
     """`predict_proba` on the whole list of texts: the in-memory path (model loaded before the clock starts)."""
     import pyarrow.parquet as pq
 
-    from sentitune.predict import SentimentModel
+    from sentitune.inference.predict import SentimentModel
 
     texts = pq.read_table(spec["input"], columns=["text"]).column(0).to_pylist()
     model = SentimentModel.from_pretrained(spec["model"], backend=spec["backend"])
@@ -107,7 +107,7 @@ def memory_arm(spec: dict) -> dict:
 
 def stream_arm(spec: dict) -> dict:
     """`score_file` end to end: read, score and write in chunks, assemble the output (model load excluded)."""
-    from sentitune.batch import score_file
+    from sentitune.inference.batch import score_file
 
     summary = score_file(spec["model"], spec["input"], spec["output"], chunk_size=spec["chunk_size"],
                          batch_size=spec["batch_size"], backend=spec["backend"], progress=False)

@@ -34,10 +34,10 @@ def imdb_splits(train_per_class: int, test_per_class: int, validation_per_class:
 
 
 def imdb_prepared(cfg, train_per_class: int, test_per_class: int, validation_per_class: int = 8):
-    """`sentitune.trainer.prepare` on a balanced IMDB sample: what `sentitune train` would build for `cfg`."""
+    """`sentitune.training.trainer.prepare` on a balanced IMDB sample: what `sentitune train` would build for `cfg`."""
     import dataclasses
 
-    from sentitune.trainer import prepare
+    from sentitune.training.trainer import prepare
 
     data = dataclasses.replace(cfg.data, data=str(IMDB), train_per_class=train_per_class,
                                validation_per_class=validation_per_class, test_per_class=test_per_class)
@@ -45,10 +45,10 @@ def imdb_prepared(cfg, train_per_class: int, test_per_class: int, validation_per
 
 
 def machine() -> str:
-    """One line naming the CPU (from sentitune.machine, the policy's own reading), threads and software versions."""
+    """One line naming the CPU (core.machine, the policy's own reading), threads and software versions."""
     import transformers
 
-    from sentitune.machine import cpu_info
+    from sentitune.core.machine import cpu_info
 
     return (f"{cpu_info().summary()}, torch {torch.__version__} on {torch.get_num_threads()} threads, "
             f"transformers {transformers.__version__}, load average {os.getloadavg()[0]:.2f}")
@@ -71,7 +71,8 @@ def exported_copy(folder: Path, dest: Path | None = None, onnx: bool = True, ope
     import shutil
     import tempfile
 
-    from sentitune.export import export_onnx, export_openvino, openvino_installed
+    from sentitune.inference.export import export_onnx, export_openvino
+    from sentitune.models.exported import openvino_installed
 
     copy = dest or Path(tempfile.mkdtemp(prefix="sentitune-export-")) / "model"
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("onnx", "openvino"), dirs_exist_ok=True)
@@ -84,7 +85,7 @@ def exported_copy(folder: Path, dest: Path | None = None, onnx: bool = True, ope
 
 def backend_files(model_dir: Path, backend: str) -> list[Path]:
     """The files `backend` loads from a model folder (the OpenVINO model is its folder: graph and weights)."""
-    from sentitune.export import onnx_path
+    from sentitune.models.exported import onnx_path
 
     if backend == "torch":
         return [model_dir / "model.safetensors"]
@@ -99,8 +100,8 @@ def files_mb(paths: list[Path]) -> float:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU runs bf16 matmuls natively (sentitune.machine's reading; ATEN_CPU_CAPABILITY=avx2 says no)."""
-    from sentitune.machine import cpu_info
+    """Whether this CPU runs bf16 matmuls natively (core.machine's reading; ATEN_CPU_CAPABILITY=avx2 says no)."""
+    from sentitune.core.machine import cpu_info
 
     return cpu_info().native_bf16
 

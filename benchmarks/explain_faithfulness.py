@@ -28,8 +28,8 @@ import common
 import numpy as np
 import pandas as pd
 
-from sentitune.explain import DEFAULT_STEPS, Explanation, explain_many, without_words
-from sentitune.predict import SentimentModel
+from sentitune.inference.explain import DEFAULT_STEPS, Explanation, explain_many, without_words
+from sentitune.inference.predict import SentimentModel
 
 KS = (1, 3, 5, 10)
 

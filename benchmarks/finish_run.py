@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from sentitune.card import write_model_card
-from sentitune.compare import compare, markdown
+from sentitune.app.workflow import score_baselines
+from sentitune.core.labels import LabelScheme
 from sentitune.data import examples_descriptor, prepare_splits
-from sentitune.evaluate import evaluate_run
-from sentitune.labels import LabelScheme
-from sentitune.report import write_report
-from sentitune.run import RunFolder
-from sentitune.workflow import score_baselines
+from sentitune.evaluation.compare import compare, markdown
+from sentitune.evaluation.evaluate import evaluate_run
+from sentitune.reporting.card import write_model_card
+from sentitune.reporting.report import write_report
+from sentitune.run.folder import RunFolder
 
 run = RunFolder(Path(sys.argv[1]))
 names = sys.argv[2].split(",") if len(sys.argv) > 2 else ["majority", "tfidf", "vader", "base"]

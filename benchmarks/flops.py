@@ -7,7 +7,7 @@ Peaks: best of 5 square 4096^3 matmuls in fp32 and in bf16 (torch.mm, all thread
 of the model's own projection shapes (4096 tokens x 384 -> 1536 and back), the ceiling a MiniLM-sized
 step can hope for. On a CPU without native bf16 the two bf16 figures are skipped ("n/a": emulated bf16 would
 take over an hour) and the step, which then trains in fp32, is set against the fp32 peak. The step is
-sentitune's own (train_arm.py: `sentitune.trainer`), labelled by the precision it ran at. Model FLOPs are
+sentitune's own (train_arm.py: `sentitune.training.trainer`), labelled by the precision it ran at. Model FLOPs are
 counted analytically (common.train_flops, checked here against torch's FlopCounterMode on one batch) over the
 padded batches the step computed. Prints the shares last.
 """
@@ -39,8 +39,8 @@ def counter_check(model_name: str, batch: int = 2, width: int = 64) -> tuple[flo
     """(analytic, FlopCounterMode) FLOPs of one forward + backward of the model on a random batch."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from sentitune.labels import LabelScheme
-    from sentitune.models import load_classifier
+    from sentitune.core.labels import LabelScheme
+    from sentitune.models.loading import load_classifier
 
     model = load_classifier(model_name, LabelScheme(("negative", "positive")))
     model.set_attn_implementation("eager")  # plain matmuls, which the counter sees
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--warmup-steps", type=int, default=3)
     args = parser.parse_args()
-    from sentitune.config import load_config
+    from sentitune.run.config import load_config
 
     print(common.machine())
     cfg = load_config(preset=args.preset)

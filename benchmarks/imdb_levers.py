@@ -17,7 +17,7 @@ Runs in order, each step in its own process and each guarded (a failure is recor
 
 Every run is scored on the full 25,000-review test set (at --eval-batch-size 256: inference batching only).
 Prints the machine and a Markdown table: test accuracy with its 95% interval, the difference from (a), McNemar's
-exact p against (a) on the same test reviews (`sentitune.metrics.mcnemar`; the counts are (a) right only / this run
+exact p against (a) on the same test reviews (`sentitune.core.metrics.mcnemar`; the counts are (a) right only / this run
 right only), wall time. Everything goes under OUT: runs/<step>/ (run folders with metrics.json and
 predictions.parquet), adapted/ (the adapted model and its adapt.json), logs/<step>.log, levers.json and levers.md.
 Re-running with the same OUT reuses finished steps and resumes an interrupted one; --steps runs a subset.
@@ -108,7 +108,7 @@ def step(out: Path, name: str, done_file: Path, flags: dict) -> dict:
 
 def test_correct(run: Path):
     """Per test review (by its row number in the test split): was this run's prediction right?"""
-    from sentitune.run import RunFolder
+    from sentitune.run.folder import RunFolder
 
     preds = RunFolder(run).predictions().query("split == 'test'").set_index("idx")
     return preds["pred"] == preds["label"]
@@ -116,7 +116,7 @@ def test_correct(run: Path):
 
 def run_row(step_name: str, title: str, run: Path, result: dict, baseline: Path) -> dict:
     """A table row for a training step: test accuracy, its interval, and the paired test against (a)."""
-    from sentitune.metrics import mcnemar
+    from sentitune.core.metrics import mcnemar
 
     row = {"step": step_name, "what": title, "wall_s": result.get("wall_s"), "error": result.get("error"),
            "note": result.get("note")}
@@ -171,7 +171,7 @@ def smoke_inputs(out: Path, data: Path, model: str) -> tuple[str, str]:
     import pandas as pd
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from sentitune.models import local_copy
+    from sentitune.models.loading import local_copy
 
     folder, tiny = out / "smoke-data", out / "smoke-model"
     if (tiny / "config.json").is_file():  # a re-run reuses them, as it reuses the runs made with them

@@ -11,7 +11,7 @@ with the run's eval batch size, the path `sentitune evaluate` takes. The pipelin
 (fp32, one review per forward pass) except `truncation=True`, without which reviews over 512 tokens
 raise; it then truncates at the tokenizer's 256 tokens, the same budget as sentitune. sentitune's arms:
 the torch backend (default) and the int8 ONNX graph `sentitune export` writes (`--backend onnx-int8`), each
-with its default batch size; variants follow. The torch arm runs at the precision `sentitune.machine.Runtime`
+with its default batch size; variants follow. The torch arm runs at the precision `sentitune.core.machine.Runtime`
 picks and is named by it (bf16 on a CPU with native bf16, fp32 on one without); on a CPU without native bf16
 the variants that only exist in bf16 (the bf16 copy's full last layer, bf16 autocast) are skipped, as is the
 bf16 matmul peak (emulated bf16 would take hours). Each arm runs in a fresh process (no other arm's threads or
@@ -37,11 +37,11 @@ import common
 import numpy as np
 import torch
 
+from sentitune.core.labels import LabelScheme
+from sentitune.core.machine import Runtime
 from sentitune.data import clean_text, tokenize_function
-from sentitune.labels import LabelScheme
-from sentitune.machine import Runtime
-from sentitune.models import default_model, load_classifier, load_tokenizer, quiet_transformers
-from sentitune.predict import SentimentModel, logits_for_ids
+from sentitune.inference.predict import SentimentModel, logits_for_ids
+from sentitune.models.loading import default_model, load_classifier, load_tokenizer, quiet_transformers
 
 MAX_LENGTH = 256
 BINARY = LabelScheme(("negative", "positive"))

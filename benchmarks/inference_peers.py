@@ -123,7 +123,7 @@ def pipeline_arm(folder: Path, work: Path):
 def sentitune_arm(folder: Path, work: Path, backend: str, which: str = "model", max_length: int | None = None):
     """sentitune's backend on the model (or, which="student", the --student model), at its own length or fewer
     tokens (head+tail all the same)."""
-    from sentitune.predict import SentimentModel
+    from sentitune.inference.predict import SentimentModel
 
     model = SentimentModel.from_pretrained(work / "sentitune" / which, backend=backend)
     return (lambda texts: model.score(texts, max_length=max_length).probs.argmax(1)), \

@@ -4,7 +4,7 @@ runs them.
     flock /tmp/sentitune-cpu.lock python benchmarks/profile_step.py
     flock /tmp/sentitune-cpu.lock python benchmarks/profile_step.py --dropout 0.0 --batch-size 32
 
-One step as the Trainer runs it, built by `sentitune.trainer` (`prepare`, `new_model`, `make_trainer`): the
+One step as the Trainer runs it, built by `sentitune.training.trainer` (`prepare`, `new_model`, `make_trainer`): the
 forward under the Trainer's autocast at the precision the runtime picks (bf16 on a CPU with native bf16, fp32
 on one without), the Trainer's loss, backward, the Trainer's optimizer (fused AdamW) and zero_grad, on a batch
 of the longest real IMDB reviews of a small sample, collated by the Trainer's collator (256 tokens). Prints the
@@ -25,9 +25,9 @@ import common
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sentitune.config import load_config
-from sentitune.models import quiet_transformers
-from sentitune.trainer import make_trainer, new_model
+from sentitune.models.loading import quiet_transformers
+from sentitune.run.config import load_config
+from sentitune.training.trainer import make_trainer, new_model
 
 GROUPS = {  # operator-name fragments -> group, first match wins
     "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_flash_attention"),

@@ -2,7 +2,7 @@
 
 Each CLI case is a subprocess `python -m sentitune ...` (HF_HUB_OFFLINE=1, 120 s timeout) run in a folder of its
 own, on a tiny random BERT (tests/conftest.py's `tiny_bert`) and tiny synthetic data (`synthetic_reviews`), both
-built once. The HTTP cases call `sentitune.serve.create_app` in-process through FastAPI's TestClient.
+built once. The HTTP cases call `sentitune.inference.serve.create_app` in-process through FastAPI's TestClient.
 
 What counts as "as expected":
   bad input    exit code 2, exactly one non-empty line on stderr that names the file/flag/field, no "Traceback",
@@ -61,7 +61,7 @@ def conftest():
 
 
 def build_workspace(root: Path) -> Workspace:
-    from sentitune.models import quiet_transformers
+    from sentitune.models.loading import quiet_transformers
 
     quiet_transformers()
     helpers = conftest()
@@ -331,7 +331,7 @@ def code(text: str) -> str:
 def client(ws: Workspace, **kwargs):
     from fastapi.testclient import TestClient
 
-    from sentitune.serve import create_app
+    from sentitune.inference.serve import create_app
 
     return TestClient(create_app(ws.model, **kwargs))
 
@@ -678,7 +678,7 @@ def report(rows: list[Row], only: list[str] | None, command: str, machine: str, 
         "",
         "Every CLI case is a subprocess `python -m sentitune ...` (HF_HUB_OFFLINE=1, 120 s timeout) in its own folder "
         "(also its --output-dir and --study), on a tiny random BERT and tiny synthetic reviews; the HTTP cases call "
-        "`sentitune.serve.create_app` through FastAPI's TestClient. Bad input should exit 2 with exactly one "
+        "`sentitune.inference.serve.create_app` through FastAPI's TestClient. Bad input should exit 2 with exactly one "
         "non-empty stderr line naming the file/flag/field, no traceback, and leave the case folder unchanged (no "
         "run, `.partial` or study folder); valid edge cases should exit 0.",
         "",

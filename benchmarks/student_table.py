@@ -25,7 +25,7 @@ import common
 
 def exported(model_dir: Path, backend: str) -> Path:
     """The model folder itself when it can run `backend`, else a temporary exported copy."""
-    from sentitune.export import exported_backends
+    from sentitune.models.exported import exported_backends
 
     if backend == "torch" or backend in exported_backends(model_dir):
         return model_dir
@@ -33,10 +33,10 @@ def exported(model_dir: Path, backend: str) -> Path:
 
 
 def main() -> None:
-    from sentitune.distill import parameter_count
-    from sentitune.metrics import mcnemar, wilson_interval
-    from sentitune.predict import SentimentModel
-    from sentitune.run import RunFolder
+    from sentitune.core.metrics import mcnemar, wilson_interval
+    from sentitune.inference.predict import SentimentModel
+    from sentitune.run.folder import RunFolder
+    from sentitune.training.distill import parameter_count
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="the teacher run first, then its students")

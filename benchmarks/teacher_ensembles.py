@@ -25,9 +25,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="Finished run folders on the same data.")
     args = parser.parse_args()
 
-    from sentitune.baselines import as_frame, fit_tfidf
     from sentitune.data import prepare_splits
-    from sentitune.run import RunFolder
+    from sentitune.evaluation.baselines import as_frame, fit_tfidf
+    from sentitune.run.folder import RunFolder
 
     first = RunFolder(args.runs[0])
     splits, _ = prepare_splits(first.config().data)

@@ -4,7 +4,7 @@ sample.
     flock /tmp/sentitune-cpu.lock python benchmarks/time_to_accuracy.py                         # cpu-quick, 8 min cap
     flock /tmp/sentitune-cpu.lock python benchmarks/time_to_accuracy.py --preset cpu-full --cap-minutes 60
 
-Trains with a preset exactly as `sentitune train` would (`sentitune.trainer.prepare`, `new_model` and
+Trains with a preset exactly as `sentitune train` would (`sentitune.training.trainer.prepare`, `new_model` and
 `make_trainer`: its train sample, schedule, precision and speed settings; the Trainer's own validation passes
 are off) and scores the model every `--eval-every` steps on a fixed, balanced 2,000-review IMDB test sample,
 the sentitune way (`predict.logits_for_ids` at the run's runtime). Stops at the target or at the cap. Reports
@@ -28,10 +28,10 @@ import yaml
 from train_arm import arm_config, sentitune_trainer
 from transformers import TrainerCallback
 
-from sentitune.machine import Runtime
-from sentitune.models import quiet_transformers
-from sentitune.predict import logits_for_ids
-from sentitune.trainer import new_model
+from sentitune.core.machine import Runtime
+from sentitune.inference.predict import logits_for_ids
+from sentitune.models.loading import quiet_transformers
+from sentitune.training.trainer import new_model
 
 
 class AccuracyClock(TrainerCallback):

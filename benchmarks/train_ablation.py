@@ -10,7 +10,7 @@ autocast, dynamic padding to a multiple of 8, length grouping, attention dropout
 batch 16). The quiet-step columns (see train_arm.QUIET) flag contention, but a variant with a serial operator
 (attention dropout's random masks) has a low CPU share by itself: read its overall rate.
 
-Variants run through `sentitune.trainer` (train_arm.py); the `precision` column is the precision each really
+Variants run through `sentitune.training.trainer` (train_arm.py); the `precision` column is the precision each really
 trained at (the runtime's choice: fp32 on a CPU without native bf16, where `base` is fp32 too). The variants
 that only exist in bf16 (bf16 autocast with the model's dropouts, bf16 weights) are skipped on such a CPU:
 emulated bf16 would take hours.

@@ -5,7 +5,7 @@ Run by train_throughput.py, train_ablation.py, flops.py and accuracy_parity.py a
 
 Spec keys (all optional but `recipe`):
   recipe         "reference": tokens padded to max_length, Trainer with default TrainingArguments, fp32,
-                 the model's own dropouts; "sentitune": `sentitune.trainer.make_trainer` (what `sentitune train`
+                 the model's own dropouts; "sentitune": `training.trainer.make_trainer` (what `sentitune train`
                  runs: `prepare`, `new_model`, `make_trainer`) with a preset's config.
   preset         sentitune preset the config starts from (default cpu-quick).
   overrides      TrainConfig fields (batch_size, dropout, precision, learning_rate, ...); the schedule fields
@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from sentitune.config import load_config
-from sentitune.machine import Runtime
-from sentitune.models import load_classifier, quiet_transformers
-from sentitune.predict import logits_for_ids
-from sentitune.trainer import Prepared, make_trainer, new_model
+from sentitune.core.machine import Runtime
+from sentitune.inference.predict import logits_for_ids
+from sentitune.models.loading import load_classifier, quiet_transformers
+from sentitune.run.config import load_config
+from sentitune.training.trainer import Prepared, make_trainer, new_model
 
 QUIET = 0.9  # CPU share above which a step counts as undisturbed by other processes
 

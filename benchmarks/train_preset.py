@@ -8,8 +8,8 @@ import ast
 import sys
 import time
 
-from sentitune.config import load_config
-from sentitune.train import train
+from sentitune.run.config import load_config
+from sentitune.training.train import train
 
 preset, data, name, out = sys.argv[1:5]
 extra = ast.literal_eval(sys.argv[5]) if len(sys.argv) > 5 else {}

@@ -4,7 +4,7 @@
     flock /tmp/sentitune-cpu.lock python benchmarks/train_throughput.py --train-examples 1600 --repeats 3
 
 Reference: every review padded to max_length by the tokenizer, `Trainer` with default `TrainingArguments`
-(fp32, the model's dropouts). sentitune: `sentitune.trainer`'s assembly, as `sentitune train` runs it, at the
+(fp32, the model's dropouts). sentitune: `sentitune.training.trainer`'s assembly, as `sentitune train` runs it, at the
 precision the runtime picks (the `precision` column: bf16 on a CPU with native bf16, else fp32).
 Same model, IMDB train sample, batch size, max_length and machine. Each arm
 runs in a fresh process (clean peak RSS); the first `--warmup-steps` steps of each run are not timed.

@@ -16,7 +16,7 @@ def tiny_bert(path: Path, num_labels: int = 2, id2label: dict | None = None) -> 
     """Save a randomly initialised 2-layer BERT with the default model's tokenizer to `path`."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from sentitune.models import default_model
+    from sentitune.models.loading import default_model
 
     tokenizer = AutoTokenizer.from_pretrained(default_model())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

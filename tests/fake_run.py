@@ -4,7 +4,7 @@ so evaluation, report and model-card tests do not depend on training a model.
 Three tasks: `binary` (IMDB-like reviews with star ratings, the older hardware record), `tweets` (three nominal
 classes whose train and test shares differ, from a TweetEval copy) and `stars` (a five-class ordinal scale).
 Predictions are in today's format (`pred`, `confidence`, `prob_i`, `logit_i`); metrics come from
-`sentitune.metrics.classification_metrics`, so they are what training would record.
+`sentitune.core.metrics.classification_metrics`, so they are what training would record.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sentitune.labels import LabelScheme
-from sentitune.metrics import classification_metrics, mcnemar, paired_bootstrap, softmax
-from sentitune.run import RunFolder, prediction_columns, probabilities
+from sentitune.core.labels import LabelScheme
+from sentitune.core.metrics import classification_metrics, mcnemar, paired_bootstrap, softmax
+from sentitune.run.folder import RunFolder, prediction_columns, probabilities
 
 FILLER = "the director shows the city at night and the music follows the characters around"
 TINY_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"

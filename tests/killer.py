@@ -44,8 +44,8 @@ class KillAt(TrainerCallback):
 def arm(point: str) -> None:
     """Install the kill for POINT by wrapping the function that runs there."""
     import sentitune.data.tokenize as tokenize
-    import sentitune.run as run
-    import sentitune.train as train_module
+    import sentitune.run.folder as run
+    import sentitune.training.train as train_module
 
     event, _, step = point.partition(":")
     if event == "prepare":
@@ -76,7 +76,7 @@ def arm(point: str) -> None:
 
 if __name__ == "__main__":
     arm(sys.argv[1])
-    from sentitune.cli import main
+    from sentitune.app.cli import main
 
     sys.argv = ["sentitune", *sys.argv[2:]]
     main()

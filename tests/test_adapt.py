@@ -14,7 +14,12 @@ import torch
 from conftest import synthetic_reviews
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, TrainerCallback, TrainingArguments
 
-from sentitune.adapt import (
+from sentitune.core.errors import SentituneError
+from sentitune.core.machine import Runtime
+from sentitune.data import clean_text, prepare_frames
+from sentitune.models.loading import default_model
+from sentitune.run.config import load_config
+from sentitune.training.adapt import (
     AdaptConfig,
     MaskedPositionsTrainer,
     WholeWordMasking,
@@ -27,11 +32,6 @@ from sentitune.adapt import (
     read_adapt_config,
     unplaced_weights,
 )
-from sentitune.config import load_config
-from sentitune.data import clean_text, prepare_frames
-from sentitune.errors import SentituneError
-from sentitune.machine import Runtime
-from sentitune.models import default_model
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,9 @@ def test_the_result_is_a_model_folder_with_its_facts_and_config(adapted):
 def test_sentitune_train_takes_the_adapted_folder(adapted, tiny_model, imdb_like, tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    from sentitune.labels import LabelScheme
-    from sentitune.models import load_classifier
-    from sentitune.train import train
+    from sentitune.core.labels import LabelScheme
+    from sentitune.models.loading import load_classifier
+    from sentitune.training.train import train
 
     folder, _ = adapted
     cfg = load_config(overrides={"model": str(folder), "output_dir": str(tmp_path), "name": "on-adapted",

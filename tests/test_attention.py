@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import padded_batch
 
-from sentitune.attention import ATTENTION
-from sentitune.errors import SentituneError
-from sentitune.models import load_classifier
+from sentitune.core.errors import SentituneError
+from sentitune.models.attention import ATTENTION
+from sentitune.models.loading import load_classifier
 
 
 def _pair(tiny_model):
@@ -78,7 +78,7 @@ def test_long_inputs_go_to_sdpa():
 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from sentitune.attention import MATMUL_ATTENTION_MAX_TOKENS, cpu_bf16_attention
+    from sentitune.models.attention import MATMUL_ATTENTION_MAX_TOKENS, cpu_bf16_attention
 
     module = SimpleNamespace(training=False, is_causal=False)
     for length, same in ((MATMUL_ATTENTION_MAX_TOKENS + 8, True), (64, False)):

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from conftest import tiny_bert
 
-from sentitune.baselines import (
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme
+from sentitune.evaluation.baselines import (
     argmax_polarity,
     as_frame,
     best_threshold,
@@ -21,9 +23,7 @@ from sentitune.baselines import (
     star_mapping,
     star_values,
 )
-from sentitune.errors import SentituneError
-from sentitune.labels import LabelScheme
-from sentitune.run import probabilities
+from sentitune.run.folder import probabilities
 
 STARS_5 = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
 BINARY = LabelScheme(("negative", "positive"))

@@ -14,9 +14,9 @@ import pytest
 from conftest import synthetic_reviews, tiny_bert
 from test_cli import sentitune
 
-from sentitune.batch import score_file
-from sentitune.errors import SentituneError
-from sentitune.predict import SentimentModel
+from sentitune.core.errors import SentituneError
+from sentitune.inference.batch import score_file
+from sentitune.inference.predict import SentimentModel
 
 PROBS = ["prob_LABEL_0", "prob_LABEL_1"]
 TRICKY = 'line one\nline two, "quoted"; tab\there \u2028 and ünïcode'

@@ -16,9 +16,9 @@ import pytest
 from test_batch import read_output, write_input
 from test_cli import sentitune
 
-from sentitune.batch import score_file
-from sentitune.batch_ray import _actor_resources
-from sentitune.errors import SentituneError
+from sentitune.core.errors import SentituneError
+from sentitune.inference.batch import score_file
+from sentitune.inference.batch_ray import _actor_resources
 
 EMPTY_AND_TRICKY = ["", 'line one\nline two, "quoted"; tab\there \u2028 and ünïcode']
 

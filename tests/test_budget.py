@@ -1,12 +1,12 @@
-"""sentitune.budget: durations, sizing the main job to a budget from measured rates, and the measurement itself."""
+"""sentitune.app.budget: durations, sizing the main job to a budget from measured rates, and the measurement itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from sentitune.budget import Rates, measure, parse_duration, plan
-from sentitune.config import load_config
-from sentitune.errors import SentituneError
+from sentitune.app.budget import Rates, measure, parse_duration, plan
+from sentitune.core.errors import SentituneError
+from sentitune.run.config import load_config
 
 SLOW = Rates(train=5.0, predict=20.0, overhead_s=20.0, cpu="AVX2 test CPU", precision="fp32")
 

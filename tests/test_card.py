@@ -12,8 +12,8 @@ import pytest
 import yaml
 from fake_run import fake_comparison, make_fake_run
 
-from sentitune.card import base_model_id, write_model_card
-from sentitune.facts import dataset_of, hardware_text
+from sentitune.reporting.card import base_model_id, write_model_card
+from sentitune.reporting.facts import dataset_of, hardware_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = re.compile(r"\A---\n(?P<meta>.+?)\n---\n\n# (?P<title>[^\n]+)\n(?P<body>.+)\Z", re.DOTALL)

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from sentitune.cli import app
+from sentitune.app.cli import app
 
 runner = CliRunner()
 
 
 def sentitune(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    """The real entry point (`sentitune.cli.main`) in this process: exit code, stdout and stderr as a subprocess
+    """The real entry point (`sentitune.app.cli.main`) in this process: exit code, stdout and stderr as a subprocess
     would give them, without paying torch's import for every call (the subprocess form is tested once below)."""
     import contextlib
     import io
 
-    from sentitune.cli import main
+    from sentitune.app.cli import main
 
     out, err, code = io.StringIO(), io.StringIO(), 0
     with contextlib.chdir(cwd or Path.cwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -62,7 +62,7 @@ def test_unknown_preset_and_missing_inputs_leave_nothing_behind(tmp_path, parque
 def test_every_config_field_is_a_flag_with_help():
     import dataclasses
 
-    from sentitune.config import TrainConfig
+    from sentitune.run.config import TrainConfig
 
     text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
     for field in dataclasses.fields(TrainConfig):
@@ -143,13 +143,13 @@ def test_train_with_self_distill_prints_the_teacher_and_the_student(tiny_model, 
 
 def test_public_api_names_resolve():
     import sentitune
-    import sentitune.compare
-    import sentitune.train
-    import sentitune.tune  # importing the submodules must not change what the public names are
-    import sentitune.workflow
+    import sentitune.app.workflow
+    import sentitune.evaluation.compare
+    import sentitune.training.train
+    import sentitune.training.tune  # importing the submodules must not change what the public names are
 
-    assert (sentitune.fine_tune is sentitune.workflow.fine_tune
-            and sentitune.compare_results is sentitune.compare.compare)
+    assert (sentitune.fine_tune is sentitune.app.workflow.fine_tune
+            and sentitune.compare_results is sentitune.evaluation.compare.compare)
     assert all(callable(getattr(sentitune, name)) or isinstance(getattr(sentitune, name), dict)
                for name in sentitune.__all__)
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentitune.compare import FINE_TUNED, best_baseline, compare, comparison, fmt_p, load_entries, markdown
-from sentitune.errors import SentituneError
-from sentitune.labels import LabelScheme
-from sentitune.metrics import classification_metrics
-from sentitune.run import RunFolder, prediction_columns, write_baseline
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme
+from sentitune.core.metrics import classification_metrics
+from sentitune.evaluation.compare import FINE_TUNED, best_baseline, compare, comparison, fmt_p, load_entries, markdown
+from sentitune.run.folder import RunFolder, prediction_columns, write_baseline
 
 N = 200
 SCHEMES = {2: LabelScheme(("negative", "positive")), 3: LabelScheme(("negative", "neutral", "positive"), True),
@@ -45,7 +45,7 @@ def entry(name: str, kind: str, accuracy: float, seed: int, k: int = 2, idx: np.
 
 
 def run_folder(tmp_path, tuned: dict) -> RunFolder:
-    """A run folder as sentitune.train writes it, from an in-memory entry."""
+    """A run folder as sentitune.training.train writes it, from an in-memory entry."""
     run = RunFolder(tmp_path / "runs" / tuned["name"])
     run.model_dir.mkdir(parents=True)
     (run.model_dir / "model.safetensors").write_bytes(b"\0" * 2_000_000)

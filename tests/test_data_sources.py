@@ -7,12 +7,12 @@ import tarfile
 import pytest
 from conftest import synthetic_reviews
 
+from sentitune.core.errors import SentituneError
 from sentitune.data import (
     DataConfig,
     prepare_frames,
     read_source,
 )
-from sentitune.errors import SentituneError
 
 
 def write_acl(root, n: int = 6):

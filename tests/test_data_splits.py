@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from conftest import IMDB, synthetic_reviews
 
+from sentitune.core.errors import SentituneError
 from sentitune.data import (
     DataConfig,
     clean_text,
@@ -13,7 +14,6 @@ from sentitune.data import (
     prepare_frames,
     prepare_splits,
 )
-from sentitune.errors import SentituneError
 
 
 def test_star_ratings_with_threshold(tmp_path):

@@ -16,8 +16,11 @@ import torch
 from conftest import synthetic_reviews
 from test_train import kill_at, tiny_config
 
-from sentitune.config import DistillConfig, load_distill_config
-from sentitune.distill import (
+from sentitune.core.errors import SentituneError
+from sentitune.core.machine import Runtime
+from sentitune.run.config import DistillConfig, load_distill_config
+from sentitune.run.folder import RunFolder
+from sentitune.training.distill import (
     cached_logits,
     chosen_layers,
     distill,
@@ -27,10 +30,7 @@ from sentitune.distill import (
     run_teacher,
     tfidf_ensemble,
 )
-from sentitune.errors import SentituneError
-from sentitune.machine import Runtime
-from sentitune.run import RunFolder
-from sentitune.train import train
+from sentitune.training.train import train
 
 NAMES = ["negative", "neutral", "positive"]
 
@@ -40,7 +40,7 @@ def tiny_deep_bert(path: Path, layers: int = 4, extra_tokens: tuple[str, ...] = 
     which make it another tokenizer)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from sentitune.models import default_model
+    from sentitune.models.loading import default_model
 
     tokenizer = AutoTokenizer.from_pretrained(default_model())
     tokenizer.add_tokens(list(extra_tokens))
@@ -94,7 +94,7 @@ def student_settings(transfer: Path, **values) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def student(teacher, transfer) -> Path:
-    from sentitune.workflow import distill_student
+    from sentitune.app.workflow import distill_student
 
     return distill_student(teacher, student_settings(transfer), {"name": "student"})
 
@@ -126,7 +126,7 @@ def test_distillation_loss_mixes_soft_and_hard_terms():
 
 
 def test_layer_student_copies_the_chosen_teacher_layers(teacher):
-    from sentitune.models import load_classifier
+    from sentitune.models.loading import load_classifier
 
     cfg = RunFolder(teacher).config()
     student = layer_student(RunFolder(teacher), [0, 3], cfg).state_dict()
@@ -162,8 +162,8 @@ def test_teacher_logits_are_cached_by_chunk_and_keyed(tmp_path):
 def test_the_tfidf_ensemble_teaches_the_mean_of_both_probabilities():
     """Three classes: the ensemble's logits are the log of the mean of the run's softmax and TF-IDF + LR's; the
     TF-IDF model is fitted once, at the first call, on the train split."""
-    from sentitune.baselines import fit_tfidf
-    from sentitune.labels import LabelScheme
+    from sentitune.core.labels import LabelScheme
+    from sentitune.evaluation.baselines import fit_tfidf
 
     train = three_class_reviews(30, seed=1).assign(idx=range(90), label=lambda d: d.label.map(NAMES.index))
     labels = LabelScheme(tuple(NAMES))
@@ -207,7 +207,7 @@ def test_the_student_is_a_complete_run_with_k_layers(student, teacher):
 def test_the_student_loads_with_sentiment_model_and_pipeline(student):
     from transformers import pipeline
 
-    from sentitune.predict import SentimentModel
+    from sentitune.inference.predict import SentimentModel
 
     preds = pd.read_parquet(student / "predictions.parquet").query("split == 'test' and not truncated")
     texts = preds["text"].tolist()[:12]
@@ -236,7 +236,7 @@ def test_kill_9_then_resume_reuses_the_teacher_logits(student, teacher, transfer
 
 def test_another_student_model_with_another_tokenizer(teacher, tmp_path, caplog, monkeypatch):
     """A student of another tokenizer trains on the soft labels (the teacher read the texts with its own)."""
-    import sentitune.distill as module
+    import sentitune.training.distill as module
 
     soft, plain = [], module.distillation_loss
     monkeypatch.setattr(module, "distillation_loss", lambda s, t, *rest: soft.append(t.shape) or plain(s, t, *rest))
@@ -289,7 +289,7 @@ def test_a_student_of_a_self_distilled_run_is_not_chained_itself(teacher, transf
     cfg = RunFolder(chained).config()
     (chained / "config.yaml").write_text(__import__("yaml").safe_dump(
         dataclasses.replace(cfg, self_distill="tfidf").to_dict(), sort_keys=False))
-    from sentitune.distill import student_config
+    from sentitune.training.distill import student_config
 
     assert student_config(RunFolder(chained), student_settings(transfer)).self_distill == "none"
     assert student_config(RunFolder(teacher), student_settings(transfer), preset="cpu-best").self_distill == "none"

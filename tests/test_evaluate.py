@@ -1,4 +1,4 @@
-"""sentitune.evaluate: slices, error analysis, temperature scaling and whole runs, on two, three and five classes."""
+"""evaluation.evaluate: slices, error analysis, temperature scaling and whole runs, on two, three and five classes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import yaml
 from conftest import tiny_bert
 
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme
+from sentitune.core.metrics import classification_metrics, softmax
 from sentitune.data import DataConfig, clean_text
-from sentitune.errors import SentituneError
-from sentitune.evaluate import error_examples, evaluate_run, excerpt, excerpt_words, has_negation, slices
-from sentitune.labels import LabelScheme
-from sentitune.metrics import classification_metrics, softmax
-from sentitune.run import RunFolder, prediction_columns, probabilities
+from sentitune.evaluation.evaluate import error_examples, evaluate_run, excerpt, excerpt_words, has_negation, slices
+from sentitune.run.folder import RunFolder, prediction_columns, probabilities
 
 SCHEMES = {2: LabelScheme(("negative", "positive")), 3: LabelScheme(("negative", "neutral", "positive"), True),
            5: LabelScheme(("very negative", "negative", "neutral", "positive", "very positive"), True)}
@@ -95,7 +95,7 @@ def test_negation_words():
 
 
 def test_evaluate_another_dataset_scores_all_of_a_single_file(tmp_path, monkeypatch):
-    import sentitune.predict as predict
+    import sentitune.inference.predict as predict
 
     run = make_run(tmp_path, 3)
     texts = ([f"great film {i}" for i in range(20)] + [f"fine {i}" for i in range(20)]

@@ -7,8 +7,8 @@ import pytest
 from conftest import tiny_bert
 
 from sentitune.data import clean_text
-from sentitune.explain import Explanation, cleaned_with_spans, explain, html_snippet, rich_text, without_words
-from sentitune.predict import SentimentModel
+from sentitune.inference.explain import Explanation, cleaned_with_spans, explain, html_snippet, rich_text, without_words
+from sentitune.inference.predict import SentimentModel
 
 TEXT = "A wonderful,  moving film.<br /><br />Dull &amp; far too long&hellip; but the ending works!"
 
@@ -101,7 +101,7 @@ def test_the_faithfulness_benchmark_deletes_the_top_and_random_read_words():
 
 
 def test_the_faithfulness_benchmark_measures_drops_of_the_explained_class(model):
-    from sentitune.explain import explain_many
+    from sentitune.inference.explain import explain_many
 
     bench = faithfulness_benchmark()
     found = explain_many(model, [TEXT, "a dull film, truly"], steps=2, batch_size=2)
@@ -149,7 +149,7 @@ def test_cli_unknown_target_is_one_line_and_exit_2(tiny_model):
 def test_explain_endpoint_returns_words_and_keeps_the_guards(tiny_model):
     from fastapi.testclient import TestClient
 
-    from sentitune.serve import MAX_TEXT_CHARS, create_app
+    from sentitune.inference.serve import MAX_TEXT_CHARS, create_app
 
     client = TestClient(create_app(tiny_model, backend="torch", max_in_flight=1))
     answer = client.post("/explain", json={"text": "A wonderful, moving film."})

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentitune.errors import SentituneError
-from sentitune.export import export_onnx, export_openvino, onnx_path
-from sentitune.machine import Runtime
-from sentitune.predict import SentimentModel
+from sentitune.core.errors import SentituneError
+from sentitune.core.machine import Runtime
+from sentitune.inference.export import export_onnx, export_openvino
+from sentitune.inference.predict import SentimentModel
+from sentitune.models.exported import onnx_path
 
 TEXTS = ["a wonderful, moving film", "dull and far too long " * 30, "ok", "I hated every minute of it."]
 
@@ -107,7 +108,7 @@ def test_openvino_backend_scores_from_several_threads_at_once(tiny_model, tmp_pa
 
 
 def test_openvino_without_the_package_says_how_to_install(tiny_model, monkeypatch):
-    import sentitune.export as export
+    import sentitune.inference.export as export
 
     monkeypatch.setattr(export, "openvino_installed", lambda: False)
     with pytest.raises(SentituneError, match=r"pip install 'sentitune\[openvino\]'"):
@@ -126,8 +127,8 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
 
     from test_cli import sentitune as cli  # the real entry point, in this process
 
-    from sentitune.metrics import softmax
-    from sentitune.run import RunFolder, prediction_columns
+    from sentitune.core.metrics import softmax
+    from sentitune.run.folder import RunFolder, prediction_columns
 
     shutil.copytree(tiny_model, tmp_path / "run" / "model")
     logits = np.zeros((len(TEXTS), 2), dtype=np.float32)
@@ -166,7 +167,7 @@ def test_cli_export_writes_openvino_when_installed_and_predict_uses_it(tiny_mode
 def test_serve_with_the_int8_backend(exported):
     from fastapi.testclient import TestClient
 
-    from sentitune.serve import create_app
+    from sentitune.inference.serve import create_app
 
     folder, _ = exported
     client = TestClient(create_app(folder, backend="onnx-int8"))
@@ -182,9 +183,9 @@ def test_five_star_run_through_train_export_predict_and_serve(tmp_path):
     from conftest import synthetic_reviews, tiny_bert
     from fastapi.testclient import TestClient
 
-    from sentitune.config import load_config
-    from sentitune.serve import create_app
-    from sentitune.train import train
+    from sentitune.inference.serve import create_app
+    from sentitune.run.config import load_config
+    from sentitune.training.train import train
 
     rows = synthetic_reviews(50)
     rows = rows.assign(label=[f"{1 + (i % 5)} star{'s' if i % 5 else ''}" for i in range(len(rows))],

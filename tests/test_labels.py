@@ -1,12 +1,12 @@
-"""sentitune.labels: classes, their order and ordinality, inferred from the data or given with --labels."""
+"""sentitune.core.labels: classes, their order and ordinality, inferred from the data or given with --labels."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from sentitune.errors import SentituneError
-from sentitune.labels import LabelScheme, infer_scheme
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme, infer_scheme
 
 
 @pytest.mark.parametrize("values, names, ordinal", [

@@ -1,4 +1,4 @@
-"""sentitune.machine: the CPU's capabilities and the one runtime policy (device, precision, attention)."""
+"""sentitune.core.machine: the CPU's capabilities and the one runtime policy (device, precision, attention)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-import sentitune.machine as machine
-from sentitune.errors import SentituneError
+import sentitune.core.machine as machine
+from sentitune.core.errors import SentituneError
 
 
 def cpu(**flags) -> machine.CpuInfo:

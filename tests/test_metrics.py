@@ -1,4 +1,4 @@
-"""sentitune.metrics: N-class metrics against hand-computed and scikit-learn values, intervals, paired tests."""
+"""sentitune.core.metrics: N-class metrics against hand-computed and scikit-learn values, intervals, paired tests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from sentitune.errors import SentituneError
-from sentitune.metrics import (
+from sentitune.core.errors import SentituneError
+from sentitune.core.metrics import (
     classification_metrics,
     expected_calibration_error,
     fit_temperature,

@@ -1,13 +1,13 @@
-"""sentitune.models: one loader, safetensors only, one-line errors for folders that cannot be used."""
+"""sentitune.models.loading: one loader, safetensors only, one-line errors for folders that cannot be used."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import tiny_bert
 
-from sentitune.errors import SentituneError
-from sentitune.labels import LabelScheme
-from sentitune.models import load_classifier, load_tokenizer, model_id
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme
+from sentitune.models.loading import load_classifier, load_tokenizer, model_id
 
 
 def test_head_follows_the_label_scheme(tiny_model):
@@ -38,15 +38,15 @@ def test_offline_hub_id_is_one_line():
 
 
 def test_the_offline_default_has_a_portable_id():
-    from sentitune.models import default_model
+    from sentitune.models.loading import default_model
 
     assert model_id(default_model()) == "sentence-transformers/all-MiniLM-L6-v2"
     assert model_id("org/name") == "org/name"
 
 
 def test_configs_record_the_portable_id_and_load_the_local_copy():
-    from sentitune.config import load_config
-    from sentitune.models import default_model, local_copy
+    from sentitune.models.loading import default_model, local_copy
+    from sentitune.run.config import load_config
 
     assert load_config().model == "sentence-transformers/all-MiniLM-L6-v2"
     assert local_copy("sentence-transformers/all-MiniLM-L6-v2") == default_model()

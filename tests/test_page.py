@@ -45,7 +45,7 @@ def served(tiny_model) -> Iterator[str]:
     """The app under uvicorn on a free loopback port, in a thread; its base URL."""
     import uvicorn
 
-    from sentitune.serve import create_app
+    from sentitune.inference.serve import create_app
 
     model = os.environ.get("SENTITUNE_PAGE_MODEL") or tiny_model
     listening = socket.socket()
@@ -84,7 +84,7 @@ def classify(page, text: str) -> None:
 
 
 def test_a_hostile_text_is_classified_explained_and_stays_text(page, served):
-    from sentitune.explain import background
+    from sentitune.inference.explain import background
 
     labels = httpx.get(served + "health").json()["labels"]
     classify(page, HOSTILE)

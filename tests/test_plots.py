@@ -1,4 +1,4 @@
-"""sentitune.plots: every figure is a valid PNG drawn with the Figure API, for any number of classes, and class
+"""evaluation.plots: every figure is a valid PNG drawn with the Figure API, for any number of classes, and class
 names that matplotlib could misread (`$...$`) or that carry markup are drawn verbatim."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fake_run import fake_log, make_fake_run
 
-from sentitune import plots
-from sentitune.labels import LabelScheme
-from sentitune.metrics import calibration_bins, classification_metrics
-from sentitune.run import RunFolder, probabilities
+from sentitune.core.labels import LabelScheme
+from sentitune.core.metrics import calibration_bins, classification_metrics
+from sentitune.evaluation import plots
+from sentitune.run.folder import RunFolder, probabilities
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

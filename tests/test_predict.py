@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import tiny_bert
 
-from sentitune.errors import SentituneError
-from sentitune.machine import Runtime
-from sentitune.metrics import sigmoid
-from sentitune.predict import PAD_MULTIPLE, SentimentModel, _padded, label_decision, logits_for_ids
+from sentitune.core.errors import SentituneError
+from sentitune.core.machine import Runtime
+from sentitune.core.metrics import sigmoid
+from sentitune.inference.predict import PAD_MULTIPLE, SentimentModel, _padded, label_decision, logits_for_ids
 
 FP32 = Runtime.resolve("fp32")
 

@@ -1,4 +1,4 @@
-"""Tests of sentitune.present: the slide deck of fake runs of two, three and five classes and of every run folder in
+"""Tests of reporting.present: the slide deck of fake runs of two, three and five classes and of every run folder in
 docs/runs (some lack pieces): nine slides with speaker notes, self-contained, the results slide's numbers those of
 the comparison table, lessons computed from the run, nothing from the data turned into markup, and (with Chromium)
 every slide fitting its page, the keys moving between slides and printing one slide per page."""
@@ -17,10 +17,10 @@ import pytest
 from fake_run import fake_comparison, make_fake_run
 from typer.testing import CliRunner
 
-from sentitune.cli import app
-from sentitune.facts import p_value
-from sentitune.present import highlighted, write_presentation
-from sentitune.run import RunFolder, write_json
+from sentitune.app.cli import app
+from sentitune.reporting.facts import p_value
+from sentitune.reporting.present import highlighted, write_presentation
+from sentitune.run.folder import RunFolder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_RUNS = sorted(p.name for p in (ROOT / "docs" / "runs").iterdir() if (p / "metrics.json").is_file())

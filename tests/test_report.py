@@ -1,4 +1,4 @@
-"""Tests of sentitune.report (and the facts it renders) on fake runs of two, three and five classes and on the
+"""Tests of sentitune.reporting.report (and the facts it renders) on fake runs of two, three and five classes and on the
 older run folders kept in docs/runs: numbers match metrics.json, images are embedded, lessons are facts, and
 nothing from the data can inject markup into the HTML."""
 
@@ -16,10 +16,10 @@ import yaml
 from conftest import tiny_bert
 from fake_run import TINY_PNG, comparison_table, fake_comparison, make_fake_run
 
-from sentitune.evaluate import evaluate_run
-from sentitune.facts import run_facts
-from sentitune.report import lessons_learned, write_report
-from sentitune.run import RunFolder
+from sentitune.evaluation.evaluate import evaluate_run
+from sentitune.reporting.facts import run_facts
+from sentitune.reporting.report import lessons_learned, write_report
+from sentitune.run.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_RUNS = ["main-job", "cpu-quick", "cpu-full", "cpu-full-d0"]

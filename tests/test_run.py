@@ -1,4 +1,4 @@
-"""sentitune.run: the run folder's layout, typed reads, first-format upgrades and atomic writes."""
+"""sentitune.run.folder: the run folder's layout, typed reads, first-format upgrades and atomic writes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentitune.errors import SentituneError
-from sentitune.run import (
+from sentitune.core.errors import SentituneError
+from sentitune.run.folder import (
     RunFolder,
     probabilities,
     read_baseline,

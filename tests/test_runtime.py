@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import padded_batch
 
-from sentitune import runtime
-from sentitune.machine import Runtime
-from sentitune.models import load_classifier
-from sentitune.predict import SentimentModel
+from sentitune.core.machine import Runtime
+from sentitune.inference.predict import SentimentModel
+from sentitune.models import runtime
+from sentitune.models.loading import load_classifier
 
 
 def _logits(model, ids, mask):

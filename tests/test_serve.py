@@ -12,8 +12,8 @@ import pytest
 from conftest import tiny_bert
 from fastapi.testclient import TestClient
 
-from sentitune.predict import SentimentModel
-from sentitune.serve import create_app
+from sentitune.inference.predict import SentimentModel
+from sentitune.inference.serve import create_app
 
 
 def test_predict_endpoint_matches_the_python_api(tiny_model):
@@ -166,7 +166,7 @@ def fake_scores(texts: list[str]) -> np.ndarray:
 
 def held_batcher(**kwargs):
     """A MicroBatcher whose first call waits for `release`, so the jobs submitted meanwhile queue up."""
-    from sentitune.microbatch import MicroBatcher
+    from sentitune.inference.microbatch import MicroBatcher
 
     release, sizes = threading.Event(), []
 

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from conftest import IMDB, tiny_bert
 
-from sentitune.config import PRESETS, load_config
-from sentitune.errors import SentituneError
-from sentitune.machine import Runtime
-from sentitune.train import train
+from sentitune.core.errors import SentituneError
+from sentitune.core.machine import Runtime
+from sentitune.run.config import PRESETS, load_config
+from sentitune.training.train import train
 
 
 def tiny_config(model: Path, data: Path, out: Path, name: str = "tiny", **overrides):
@@ -74,7 +74,7 @@ def test_saved_config_rebuilds_the_same_config(tiny_run):
 def test_pipeline_loads_the_model_with_labels_and_same_predictions(tiny_run):
     from transformers import pipeline
 
-    from sentitune.predict import SentimentModel
+    from sentitune.inference.predict import SentimentModel
 
     run_dir, _, _ = tiny_run
     preds = pd.read_parquet(run_dir / "predictions.parquet").query("split == 'test' and not truncated")
@@ -150,8 +150,8 @@ def test_two_process_ddp_on_cpu(tiny_model, tiny_run, tmp_path):
 
 
 def test_a_different_head_is_reinitialised(tmp_path, caplog):
-    from sentitune.labels import LabelScheme
-    from sentitune.models import load_classifier
+    from sentitune.core.labels import LabelScheme
+    from sentitune.models.loading import load_classifier
 
     stars = {i: f"{i + 1} star{'s' if i else ''}" for i in range(5)}
     model = load_classifier(str(tiny_bert(tmp_path / "stars", num_labels=5, id2label=stars)),
@@ -161,7 +161,7 @@ def test_a_different_head_is_reinitialised(tmp_path, caplog):
 
 
 def test_dropout_overrides_reach_the_model_config(tiny_model):
-    from sentitune.models import load_classifier
+    from sentitune.models.loading import load_classifier
 
     model = load_classifier(str(tiny_model), dropout=0.25, attention_dropout=0.0)
     assert model.config.hidden_dropout_prob == 0.25 and model.config.attention_probs_dropout_prob == 0.0
@@ -239,7 +239,7 @@ def test_a_second_run_of_the_same_name_is_refused_while_the_first_holds_the_lock
 
 
 def test_resume_skips_a_checkpoint_without_its_state(tmp_path):
-    from sentitune.train import last_complete_checkpoint
+    from sentitune.training.train import last_complete_checkpoint
 
     for step, complete in ((4, True), (8, False)):
         folder = tmp_path / f"checkpoint-{step}"

@@ -1,4 +1,4 @@
-"""sentitune.trainer: the one training assembly (max_length, Trainer arguments, class weights, layer-wise rates)."""
+"""training.trainer: the one training assembly (max_length, Trainer arguments, class weights, layer-wise rates)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from sentitune.config import load_config
-from sentitune.errors import SentituneError
-from sentitune.labels import LabelScheme
-from sentitune.machine import Runtime
-from sentitune.trainer import (
+from sentitune.core.errors import SentituneError
+from sentitune.core.labels import LabelScheme
+from sentitune.core.machine import Runtime
+from sentitune.run.config import load_config
+from sentitune.training.trainer import (
     LateEarlyStopping,
     class_weight_loss,
     eval_metrics,
@@ -74,7 +74,7 @@ def test_selection_metric_and_validation_metrics_per_scheme():
 def test_layer_lr_decay_gives_each_depth_its_rate(tiny_model, tmp_path):
     from transformers import TrainingArguments
 
-    from sentitune.models import load_classifier
+    from sentitune.models.loading import load_classifier
 
     model = load_classifier(str(tiny_model))
     cfg = load_config(overrides={"model": str(tiny_model), "learning_rate": 1e-3, "layer_lr_decay": 0.5,

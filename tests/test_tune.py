@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import synthetic_reviews
 
-from sentitune.config import load_config
-from sentitune.errors import SentituneError
-from sentitune.tune import DEFAULT_SPACE, check_space, load_space, tune
+from sentitune.core.errors import SentituneError
+from sentitune.run.config import load_config
+from sentitune.training.tune import DEFAULT_SPACE, check_space, load_space, tune
 
 SPACE = {"learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
          "batch_size": {"type": "categorical", "choices": [8, 16]}}
@@ -28,7 +28,7 @@ def small_bert(path: Path) -> Path:
     alive would show in RSS, small enough to train a few steps in a second."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from sentitune.models import default_model
+    from sentitune.models.loading import default_model
 
     tokenizer = AutoTokenizer.from_pretrained(default_model())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=256, num_hidden_layers=1, num_attention_heads=2,
@@ -127,7 +127,7 @@ WORKER = textwrap.dedent("""
     import os, signal, sys, time
     from pathlib import Path
     import optuna
-    from sentitune.tune import open_study, run_budget
+    from sentitune.training.tune import open_study, run_budget
 
     url, n_trials, kill_at, barrier, n_workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
     study = open_study("toy", url, heartbeat_s=1)
@@ -168,7 +168,7 @@ def test_two_workers_share_one_study(tmp_path, kind):
     url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else str(tmp_path / "study.log")
     procs = [worker(url, 12, tmp_path / "barrier", n_workers=2) for _ in range(2)]
     assert [finished(p) for p in procs] == [0, 0]
-    from sentitune.tune import open_study
+    from sentitune.training.tune import open_study
 
     trials = open_study("toy", url).trials
     numbers = [t.number for t in trials]
@@ -183,7 +183,7 @@ def test_killed_worker_resumes_and_retries_the_killed_trial(tmp_path):
     killed.communicate(timeout=120)
     assert killed.returncode == -9
     assert finished(worker(url, 5, tmp_path / "second")) == 0  # starting Python takes longer than the 2 s grace period
-    from sentitune.tune import open_study
+    from sentitune.training.tune import open_study
 
     trials = open_study("toy", url).trials
     assert trials[2].state.name == "FAIL"

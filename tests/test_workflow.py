@@ -7,7 +7,7 @@ import json
 import pytest
 from test_train import tiny_config
 
-from sentitune.workflow import run_main_job
+from sentitune.app.workflow import run_main_job
 
 
 def test_main_job_writes_baselines_comparison_report_and_card(tiny_model, parquet_folder, tmp_path):
@@ -42,8 +42,8 @@ def test_main_job_on_three_classes(tiny_model, tmp_path):
     assert "neutral" in (run_dir / "model" / "README.md").read_text() and (run_dir / "report.html").is_file()
     from transformers import pipeline
 
-    from sentitune.machine import Runtime
-    from sentitune.predict import SentimentModel
+    from sentitune.core.machine import Runtime
+    from sentitune.inference.predict import SentimentModel
 
     texts = ["so-so average plot", "wonderful film", "awful waste"]
     piped = pipeline("text-classification", model=str(run_dir / "model"), top_k=None)(texts)
@@ -64,8 +64,8 @@ def with_unlabelled(folder, n: int = 40):
 
 
 def test_self_distill_trains_then_teaches_a_student_of_its_size(tiny_model, parquet_folder, tmp_path):
-    from sentitune.run import RunFolder
-    from sentitune.workflow import fine_tune
+    from sentitune.app.workflow import fine_tune
+    from sentitune.run.folder import RunFolder
 
     cfg = tiny_config(tiny_model, with_unlabelled(parquet_folder), tmp_path / "runs", name="best",
                       self_distill="tfidf", self_distill_texts=30)
@@ -87,7 +87,7 @@ def test_self_distill_trains_then_teaches_a_student_of_its_size(tiny_model, parq
 def test_self_distill_resumes_after_the_run_without_training_it_again(tiny_model, parquet_folder, tmp_path):
     import shutil
 
-    from sentitune.workflow import fine_tune
+    from sentitune.app.workflow import fine_tune
 
     cfg = tiny_config(tiny_model, with_unlabelled(parquet_folder), tmp_path / "runs", name="best",
                       self_distill="model", self_distill_texts=10)
@@ -99,8 +99,8 @@ def test_self_distill_resumes_after_the_run_without_training_it_again(tiny_model
 
 
 def test_self_distill_refuses_a_taken_student_name_before_training(tiny_model, parquet_folder, tmp_path):
-    from sentitune.errors import SentituneError
-    from sentitune.workflow import fine_tune
+    from sentitune.app.workflow import fine_tune
+    from sentitune.core.errors import SentituneError
 
     (tmp_path / "runs" / "best-taught").mkdir(parents=True)
     cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="best", self_distill="model")
@@ -125,8 +125,8 @@ def test_cpu_best_is_cpu_full_then_the_measured_ensemble_distillation():
 
     import yaml
 
-    from sentitune.config import load_config
-    from sentitune.workflow import self_distill_settings
+    from sentitune.app.workflow import self_distill_settings
+    from sentitune.run.config import load_config
 
     best, full = load_config(preset="cpu-best"), load_config(preset="cpu-full")
     assert best.self_distill == "tfidf" and dataclasses.replace(best, self_distill="none") == full

@@ -9,22 +9,22 @@ The public API, one name per stage (imported lazily, so `import sentitune` stays
 
 from importlib import import_module
 
-# Names that equal a submodule's (train, compare, tune) get another public name: once `sentitune.train` is
+# Names that equal a submodule's (train, compare, tune) get another public name: once `sentitune.training.train` is
 # imported, Python binds the package attribute `train` to that module, so a lazy function of that name would flip.
 __version__ = "0.1.0"
 
 _API = {
-    "DataConfig": "data", "prepare_splits": "data", "LabelScheme": "labels",
-    "TrainConfig": "config", "load_config": "config", "PRESETS": "config",
-    "fine_tune": "workflow", "distill_student": "workflow", "DistillConfig": "config",
-    "RunFolder": "run", "Runtime": "machine",
-    "SentimentModel": "predict", "predict_proba": "predict",
-    "evaluate_run": "evaluate", "classification_metrics": "metrics",
-    "run_baseline": "baselines", "compare_results": ("compare", "compare"),
-    "tune_hyperparameters": ("tune", "tune"),
-    "write_report": "report", "write_model_card": "card", "export_onnx": "export",
-    "run_main_job": "workflow", "create_app": "serve",
-    "SentituneError": "errors",
+    "DataConfig": "data", "prepare_splits": "data", "LabelScheme": "core.labels",
+    "TrainConfig": "run.config", "load_config": "run.config", "PRESETS": "run.config",
+    "fine_tune": "app.workflow", "distill_student": "app.workflow", "DistillConfig": "run.config",
+    "RunFolder": "run.folder", "Runtime": "core.machine",
+    "SentimentModel": "inference.predict", "predict_proba": "inference.predict",
+    "evaluate_run": "evaluation.evaluate", "classification_metrics": "core.metrics",
+    "run_baseline": "evaluation.baselines", "compare_results": ("evaluation.compare", "compare"),
+    "tune_hyperparameters": ("training.tune", "tune"),
+    "write_report": "reporting.report", "write_model_card": "reporting.card", "export_onnx": "inference.export",
+    "run_main_job": "app.workflow", "create_app": "inference.serve",
+    "SentituneError": "core.errors",
 }
 __all__ = sorted(_API)
 

@@ -1,5 +1,5 @@
 """`python -m sentitune` (also what `torchrun -m sentitune train ...` runs)."""
 
-from .cli import main
+from .app.cli import main
 
 main()

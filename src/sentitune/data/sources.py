@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import SentituneError
+from ..core.errors import SentituneError
 from .config import DATA_ENV, LOCAL_FORMS, DataConfig
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}

@@ -12,8 +12,8 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from ..errors import SentituneError
-from ..labels import LabelScheme, infer_scheme
+from ..core.errors import SentituneError
+from ..core.labels import LabelScheme, infer_scheme
 from .config import DataConfig
 from .sources import read_source
 

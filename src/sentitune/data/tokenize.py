@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import SentituneError
+from ..core.errors import SentituneError
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 

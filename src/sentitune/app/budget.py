@@ -1,0 +1,189 @@
+"""A time budget for the main job: measure this machine's training and prediction speed on a few batches, then
+size the training set, the evaluation sample and the baselines so that the whole job fits.
+
+`measure(cfg)` trains 4 steps and predicts 2 batches through the same assembly as a run (`trainer.prepare`,
+`make_trainer`), timing the steps after the first; `plan(cfg, rates, budget_s)` returns the sized config and one
+sentence ("about 9 minutes on this CPU: 3,600 training examples, ..."). Without a budget the same estimate is
+printed for the config as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+
+from transformers import TrainerCallback
+
+from ..core.errors import SentituneError
+from ..run.config import TrainConfig
+
+MIN_PER_CLASS = 100  # below this a test sample cannot tell a fine-tuned model from its baselines
+EVALS_PER_RUN = 5  # four periodic validation passes and the final one
+# TF-IDF + LR's cross-validated fit per training example, VADER per test example (rough, from the main job's logs)
+TFIDF_FIT_EXAMPLES_PER_S, VADER_EXAMPLES_PER_S = 200.0, 600.0
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds from `90s`, `10m`, `1.5h` or a bare number of seconds; None for None/`none`/`0`."""
+    if text is None or str(text).strip().lower() in {"", "none", "0", "off"}:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
+    if not match:
+        raise SentituneError(f"--time-budget {text}: use a duration such as 600s, 10m or 1.5h (or none).")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+class StepClock(TrainerCallback):
+    def __init__(self):
+        self.times = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self.started)
+
+
+@dataclass
+class Rates:
+    """Examples per second on this machine, measured with the run's own settings."""
+
+    train: float
+    predict: float
+    overhead_s: float
+    cpu: str
+    precision: str
+    rows: dict = dataclasses.field(default_factory=dict)  # train/validation/test rows of the prepared data
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def measure(cfg: TrainConfig, steps: int = 4) -> Rates:
+    """Train `steps` steps and predict two batches of the run's data; rates from the steps after the first."""
+    from ..inference.predict import logits_for_ids
+    from ..training.trainer import make_trainer, new_model, prepare
+
+    started = time.perf_counter()
+    probe = dataclasses.replace(cfg, max_steps=steps, eval_steps=10**9, early_stopping_patience=0, logging_steps=10**9)
+    prepared = prepare(probe)
+    probe = prepared.cfg
+    model = new_model(probe, prepared)
+    clock = StepClock()
+    with tempfile.TemporaryDirectory(prefix="sentitune-budget-") as out:
+        make_trainer(probe, prepared, model, out, [clock]).train()
+    overhead = time.perf_counter() - started - sum(clock.times)
+    test = prepared.tokenized(probe)["test"]
+    ids = test["input_ids"][: 2 * probe.eval_batch_size]
+    begun = time.perf_counter()
+    logits_for_ids(model, ids, prepared.tokenizer.pad_token_id or 0, probe.eval_batch_size, prepared.runtime)
+    predict = len(ids) / (time.perf_counter() - begun)
+    per_step = probe.batch_size * probe.gradient_accumulation
+    return Rates(train=per_step / (sum(clock.times[1:]) / max(len(clock.times) - 1, 1)), predict=predict,
+                 overhead_s=overhead, cpu=prepared.runtime.cpu.summary(), precision=prepared.runtime.precision,
+                 rows={split: len(prepared.splits[split]) for split in ("train", "validation", "test")})
+
+
+@dataclass
+class Plan:
+    """The sized job: config, estimated seconds per part, and whether the budget forced it smaller."""
+
+    cfg: TrainConfig
+    probe_per_class: int
+    seconds: dict
+    budget_s: float | None
+    shrunk: bool
+    rates: Rates
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
+
+    def sentence(self, n_classes: int = 2) -> str:
+        d, rows = self.cfg.data, self.rates.rows
+        train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train")
+        test = d.test_per_class * n_classes if d.test_per_class else rows.get("test")
+        train = f"{train:,} training examples" if train else "all training examples"
+        test = f"{test:,} test examples" if test else "the whole test split"
+        budget = (f" (budget {self.budget_s / 60:.0f} min{', sized down to fit' if self.shrunk else ''})"
+                  if self.budget_s else "")
+        return (f"about {math.ceil(self.total_s / 60)} minutes on this CPU ({self.rates.cpu}, {self.rates.precision}): "
+                f"{train}, {test}, probe {self.probe_per_class * n_classes:,}{budget}; training "
+                f"{self.rates.train:.1f} ex/s, prediction {self.rates.predict:.0f} ex/s, measured on a few batches.")
+
+    def to_dict(self) -> dict:
+        d = self.cfg.data
+        return {"budget_s": self.budget_s, "estimate_s": round(self.total_s), "shrunk": self.shrunk,
+                "seconds": {k: round(v) for k, v in self.seconds.items()}, "rates": self.rates.to_dict(),
+                "train_per_class": d.train_per_class, "validation_per_class": d.validation_per_class,
+                "test_per_class": d.test_per_class, "probe_per_class": self.probe_per_class}
+
+
+def seconds_for(cfg: TrainConfig, probe_per_class: int, rates: Rates, n_classes: int, baselines) -> dict:
+    """Estimated seconds of each part of the main job for `cfg` (sizes per class, or the prepared data's rows)."""
+    d, rows = cfg.data, rates.rows
+    train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train", 0)
+    train *= cfg.epochs
+    validation = d.validation_per_class * n_classes if d.validation_per_class else rows.get("validation", 0)
+    test = d.test_per_class * n_classes if d.test_per_class else rows.get("test", 0)
+    parts = {"setup": rates.overhead_s * 2, "train": train / rates.train,
+             "validation": EVALS_PER_RUN * validation / rates.predict, "test": test / rates.predict}
+    if "base" in baselines:
+        parts["base baselines"] = (probe_per_class * n_classes + test) / rates.predict
+    parts["other baselines"] = (train / TFIDF_FIT_EXAMPLES_PER_S if "tfidf" in baselines else 0) + \
+        (test / VADER_EXAMPLES_PER_S if "vader" in baselines else 0)
+    if cfg.self_distill != "none":  # the run labels train + unlabelled texts; the student trains one epoch on them
+        taught = train / cfg.epochs + cfg.self_distill_texts
+        parts["self-distill"] = taught / rates.predict + taught / rates.train + parts["validation"] + parts["test"]
+    return parts
+
+
+def plan(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int = 2, probe_per_class: int = 500,
+         baselines=("majority", "tfidf", "vader", "base")) -> Plan:
+    """`cfg` sized to `budget_s`: evaluation sizes first shrink toward MIN_PER_CLASS, then the training set takes
+    what is left. Needs per-class sizes in the config (the cpu-quick preset has them)."""
+    d = cfg.data
+    if not (d.train_per_class and d.test_per_class and d.validation_per_class):
+        return plan_by_examples(cfg, rates, budget_s, n_classes, probe_per_class, baselines)
+    sized, probe = cfg, probe_per_class
+    for _ in range(6):  # evaluation at most ~35% of the budget: halve the samples until it fits
+        parts = seconds_for(sized, probe, rates, n_classes, baselines)
+        evaluation = parts["validation"] + parts["test"] + parts.get("base baselines", 0) + parts["other baselines"]
+        if budget_s is None or evaluation <= 0.35 * budget_s or sized.data.test_per_class <= MIN_PER_CLASS:
+            break
+        data = dataclasses.replace(sized.data, test_per_class=max(MIN_PER_CLASS, sized.data.test_per_class // 2),
+                                   validation_per_class=max(MIN_PER_CLASS // 2, sized.data.validation_per_class // 2))
+        sized, probe = dataclasses.replace(sized, data=data), max(MIN_PER_CLASS, probe // 2)
+    parts = seconds_for(sized, probe, rates, n_classes, baselines)
+    if budget_s is not None and sum(parts.values()) > budget_s:
+        left = budget_s - sum(v for k, v in parts.items() if k != "train")
+        per_class = int(max(0.0, left) * rates.train / (n_classes * sized.epochs))
+        if per_class < MIN_PER_CLASS:
+            raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: this CPU trains {rates.train:.1f} examples/s, "
+                                 f"so the budget leaves under {MIN_PER_CLASS} training examples per class; "
+                                 "give more time.")
+        sized = dataclasses.replace(sized, data=dataclasses.replace(sized.data,
+                                                                    train_per_class=min(per_class, d.train_per_class)))
+    shrunk = sized != cfg or probe != probe_per_class
+    return Plan(sized, probe, seconds_for(sized, probe, rates, n_classes, baselines), budget_s, shrunk, rates)
+
+
+def plan_by_examples(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int, probe_per_class: int,
+                     baselines) -> Plan:
+    """Data without per-class sizes (whole splits, a stratified `train_examples`): only the training set shrinks."""
+    parts = seconds_for(cfg, probe_per_class, rates, n_classes, baselines)
+    if budget_s is None or sum(parts.values()) <= budget_s:
+        return Plan(cfg, probe_per_class, parts, budget_s, False, rates)
+    left = budget_s - sum(v for k, v in parts.items() if k != "train")
+    examples = int(max(0.0, left) * rates.train / cfg.epochs)
+    if examples < MIN_PER_CLASS * n_classes:
+        raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: evaluating this data alone takes about "
+                             f"{(budget_s - left) / 60:.0f} minutes on this CPU; give more time or sample the test "
+                             "split with --test-per-class.")
+    sized = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_examples=examples))
+    return Plan(sized, probe_per_class, seconds_for(sized, probe_per_class, rates, n_classes, baselines), budget_s,
+                True, rates)

@@ -1,0 +1,555 @@
+"""The `sentitune` command line: thin wrappers over the Python API, flags generated from the config dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..core.errors import SentituneError
+from ..data import DataConfig
+from ..run.config import PRESETS, TrainConfig, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Fine-tune transformers for sentiment and prove they beat their baselines.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+console = Console()
+BACKEND_HELP = ("auto (when exported: openvino on a CPU with native bf16, onnx-int8 on one without; else torch), "
+                "torch, or what "
+                "`sentitune export` wrote: onnx (fp32) or onnx-int8 (onnxruntime), openvino (OpenVINO Runtime).")
+
+@app.callback()
+def _quiet() -> None:
+    from ..models.loading import quiet_transformers
+
+    quiet_transformers()
+
+
+# DataConfig fields whose names clash with TrainConfig's get a `data-` prefix; DataConfig.data is plain --data.
+_DATA_FLAG = {"seed": "data_seed"}
+
+
+def _base_type(hint):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else hint
+
+
+def _config_parameters(cls, rename: dict[str, str] | None = None) -> list[inspect.Parameter]:
+    """One optional CLI flag per dataclass field, with the field's help string; nested dataclasses flattened."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        kind = _base_type(hints[f.name])
+        if dataclasses.is_dataclass(kind):
+            params += _config_parameters(kind, _DATA_FLAG)
+            continue
+        name = (rename or {}).get(f.name, f.name)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(None, *decls, help=f.metadata.get("help", ""), show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[kind]))
+    return params
+
+
+def _overrides(kwargs: dict) -> dict:
+    """Split flat CLI values into TrainConfig fields and the nested `data` fields."""
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    reverse = {v: k for k, v in _DATA_FLAG.items()}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data"}
+    out: dict = {"data": {}}
+    for name, value in kwargs.items():
+        if name in train_fields:
+            out[name] = value
+        elif reverse.get(name, name) in data_fields:
+            out["data"][reverse.get(name, name)] = value
+    return out
+
+
+def with_config_flags(default_preset: str | None = None):
+    """Decorate a command so that it takes every config field as a flag and receives a built TrainConfig."""
+
+    def wrap(fn):
+        def command(config: Optional[Path] = None, preset: Optional[str] = default_preset, **kwargs):
+            own = {k: kwargs.pop(k) for k in list(kwargs) if k in fn_params}
+            return fn(load_config(config, preset, _overrides(kwargs)), **own)
+
+        fn_params = [p for p in inspect.signature(fn).parameters if p != "cfg"]
+        head = [
+            inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY,
+                              default=typer.Option(None, help="YAML file of config fields (flags override it)."),
+                              annotation=Optional[Path]),
+            inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY,
+                              default=typer.Option(default_preset,
+                                                   help="One of: " + ", ".join(PRESETS) + "."),
+                              annotation=Optional[str]),
+        ]
+        hints = typing.get_type_hints(fn)
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[n])
+               for n, p in inspect.signature(fn).parameters.items() if n != "cfg"]
+        command.__signature__ = inspect.Signature(head + own + _config_parameters(TrainConfig))
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        return command
+
+    return wrap
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    binary = metrics["test"].get("n_classes", 2) == 2
+    extra = ("F1", "ROC-AUC") if binary else ("macro recall", "MAE" if "mae" in metrics["test"] else "weighted F1")
+    keys = ("f1", "roc_auc") if binary else ("recall_macro", "mae" if "mae" in metrics["test"] else "f1_weighted")
+    table = Table(title=title)
+    for column in ("split", "n", "accuracy", "95% CI", "macro F1", *extra):
+        table.add_column(column)
+    for split in ("validation", "test"):
+        m = metrics[split]
+        lo, hi = m["accuracy_ci95"]
+        table.add_row(split, str(m["n"]), f"{m['accuracy']:.4f}", f"[{lo:.3f}, {hi:.3f}]", _fmt(m.get("f1_macro")),
+                      *(_fmt(m.get(k)) for k in keys))
+    console.print(table)
+
+
+@app.command("train")
+@with_config_flags()
+def train_command(cfg: TrainConfig, resume: bool = typer.Option(False, help="Continue the interrupted run of the same "
+                                                                            "--name from its last checkpoint."),
+                  overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name.")):
+    """Fine-tune a model and write runs/<name>/ (model, metrics, predictions, logs, model card)."""
+    from ..run.folder import RunFolder
+    from .workflow import fine_tune
+
+    run_dir = fine_tune(cfg, resume=resume, overwrite=overwrite)
+    if run_dir is None:  # a DDP rank other than 0
+        return
+    metrics = RunFolder(run_dir).metrics()
+    if "distillation" in metrics:  # --self-distill: the run taught this student
+        _print_teacher(Path(cfg.output_dir) / cfg.name, metrics["distillation"])
+    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
+                   f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+
+
+def distill_command(teacher: Path, config: Optional[Path] = None, preset: Optional[str] = None, resume: bool = False,
+                    overwrite: bool = False, **flags):
+    """Distil a finished run into a smaller student (K of its layers, or --student MODEL) trained on its soft labels,
+    plus optional unlabelled --transfer-data; writes a normal run folder. Training settings start from the
+    teacher's config (same data and test examples); --preset, --config and flags override them."""
+    from ..run.config import DistillConfig, load_distill_config
+    from ..run.folder import RunFolder
+    from .workflow import distill_student
+
+    names = {f.name for f in dataclasses.fields(DistillConfig)}
+    dcfg = load_distill_config({k: flags.pop(k) for k in list(flags) if k in names})
+    run_dir = distill_student(teacher, dcfg, _overrides(flags), config, preset, resume, overwrite)
+    metrics = RunFolder(run_dir).metrics()
+    _print_teacher(teacher, metrics["distillation"])
+    _print_metrics(f"{run_dir}  ({metrics['train']['wall_time_s']:.0f} s, "
+                   f"{metrics['train']['train_examples_per_s']:.1f} train ex/s)", metrics)
+
+
+def _print_teacher(teacher: Path, taught: dict) -> None:
+    console.print(f"teacher {teacher}: test accuracy {_fmt(taught['teacher']['test_accuracy'])}, "
+                  f"{taught['teacher']['parameters'] or 0:,} parameters (soft labels: {taught['teacher']['name']}); "
+                  f"student: {taught['student']['parameters']:,} parameters", markup=False, highlight=False)
+
+
+def _distill_signature() -> inspect.Signature:
+    from ..run.config import DistillConfig
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    head = [
+        inspect.Parameter("teacher", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Path,
+                          default=typer.Argument(..., help="A finished run folder: the teacher.")),
+        inspect.Parameter("config", keyword, annotation=Optional[Path], default=typer.Option(
+            None, help="YAML file of training fields for the student (flags override it).")),
+        inspect.Parameter("preset", keyword, annotation=Optional[str], default=typer.Option(
+            None, help="Training preset over the teacher's config: one of " + ", ".join(PRESETS) + ".")),
+        inspect.Parameter("resume", keyword, annotation=bool, default=typer.Option(
+            False, help="Continue the interrupted distillation of the same --name (cached teacher logits reused).")),
+        inspect.Parameter("overwrite", keyword, annotation=bool, default=typer.Option(
+            False, help="Replace an existing run of the same --name.")),
+    ]
+    train_flags = [p for p in _config_parameters(TrainConfig) if p.name != "model"]  # the student is its own flag
+    return inspect.Signature(head + _config_parameters(DistillConfig) + train_flags)
+
+
+distill_command.__signature__ = _distill_signature()
+app.command("distill")(distill_command)
+
+
+def adapt_command(resume: bool = False, overwrite: bool = False, **flags):
+    """Continue masked-language-model training of a model on the task's own texts (train and unlabelled splits,
+    never test) with whole-word masking; writes <output_dir>/<name>/, a model folder for `sentitune train --model`."""
+    from ..run.folder import read_json
+    from ..training.adapt import adapt, load_adapt_config
+
+    folder = adapt(load_adapt_config(_adapt_values(flags)), resume=resume, overwrite=overwrite)
+    facts = read_json(folder / "adapt.json")
+    scored = (f", held-out MLM loss {facts['eval_loss']:.4f} (perplexity {facts['eval_perplexity']:.2f})"
+              if facts.get("eval_loss") is not None else "")
+    rate = f", {facts['tokens_per_s']:,.0f} tokens/s" if facts.get("tokens_per_s") else ""
+    console.print(f"wrote {folder}: {facts['steps']} steps{rate}, last MLM loss {_fmt(facts['train_loss'])}{scored}; "
+                  f"fine-tune it with: sentitune train --model {folder}", markup=False, highlight=False)
+
+
+def _adapt_values(flags: dict) -> dict:
+    """Flat CLI values as AdaptConfig fields and the nested `data` fields."""
+    from ..run.config import AdaptConfig
+
+    own = {f.name for f in dataclasses.fields(AdaptConfig)} - {"data"}
+    reverse = {v: k for k, v in _DATA_FLAG.items()}
+    return {**{k: v for k, v in flags.items() if k in own},
+            "data": {reverse.get(k, k): v for k, v in flags.items() if k not in own}}
+
+
+def _adapt_signature() -> inspect.Signature:
+    from ..run.config import AdaptConfig
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    head = [inspect.Parameter("resume", keyword, annotation=bool, default=typer.Option(
+                False, help="Continue the interrupted adaptation of the same --name from its last checkpoint.")),
+            inspect.Parameter("overwrite", keyword, annotation=bool, default=typer.Option(
+                False, help="Replace an existing result of the same --name."))]
+    return inspect.Signature(head + _config_parameters(AdaptConfig))
+
+
+adapt_command.__signature__ = _adapt_signature()
+app.command("adapt")(adapt_command)
+
+
+@data_app.command("stats")
+def data_stats_command(
+    data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
+    model: Optional[str] = typer.Option(None, help="Tokenizer for the length statistics (default: "
+                                                   "the offline default model)."),
+    text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
+    label_threshold: Optional[float] = typer.Option(None, help="Labels are star ratings: >= threshold is positive."),
+    out: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
+):
+    """Counts per split and label, ratings, duplicates, token length percentiles, and a length histogram."""
+    from ..data.stats import dataset_stats, stats_for_json, stats_table
+    from ..evaluation.plots import plot_lengths
+    from ..models.loading import default_model, load_tokenizer
+
+    cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column,
+                     label_threshold=label_threshold)
+    stats = dataset_stats(cfg, load_tokenizer(model or default_model()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
+    png = plot_lengths(stats, out / "token_lengths.png")
+    console.print(stats_table(stats))
+    console.print(f"wrote {out / 'stats.json'} and {png}")
+
+
+@app.command("predict")
+def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                    texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
+                    file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
+                    batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: "
+                                                                        "fastest measured for the backend)."),
+                    windows: bool = typer.Option(False, help="Read long texts whole: "
+                                                             "average over half-overlapping windows."),
+                    backend: str = typer.Option("auto", help=BACKEND_HELP),
+                    input_: Optional[str] = typer.Option(None, "--input", help="Score a whole file in chunks: .csv, "
+                                                         ".tsv, .jsonl, .parquet or .txt (- : JSON lines on stdin)."),
+                    output: Optional[str] = typer.Option(None, help="With --input: .csv, .tsv, .jsonl or .parquet "
+                                                                    "(- : JSON lines on stdout)."),
+                    text_column: str = typer.Option("text", help="With --input: the column holding the texts."),
+                    chunk_size: int = typer.Option(10_000, help="With --input: rows read and scored at a time."),
+                    resume: bool = typer.Option(False, help="With --input: continue a killed job into the same "
+                                                            "--output, skipping the chunks it finished."),
+                    overwrite: bool = typer.Option(False, help="With --input: replace an existing --output."),
+                    engine: str = typer.Option("local", help="With --input: local (this process) or ray (Ray Data: "
+                                               "a pool of actors, one model each; same output, not resumable)."),
+                    ray_address: Optional[str] = typer.Option(None, help="With --engine ray: the cluster to join "
+                                                              "(auto: this node's); default: a local instance."),
+                    workers: int = typer.Option(2, help="With --engine ray: actors, each with its own model."),
+                    threads: Optional[int] = typer.Option(None, help="With --engine ray: torch threads per actor "
+                                                          "(default: its share of the CPUs).")):
+    """Classify new texts with a fine-tuned model; prints one JSON line per text, or with --input/--output
+    scores a file of any size (input columns kept; label, confidence and prob_<class> added)."""
+    from ..inference.predict import SentimentModel
+    from ..models.loading import model_folder
+
+    if input_ or output:
+        return _score_file(model, texts, file, input_, output, text_column, chunk_size, batch_size, backend,
+                           resume, overwrite, windows, engine, {"address": ray_address, "workers": workers,
+                                                                "threads": threads})
+    model_dir = model_folder(model)
+    if file:
+        texts = _text_lines(file)
+    if not texts:
+        raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
+    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(
+            texts, batch_size, windows)):
+        print(json.dumps({"text": text[:80], **pred}))
+
+
+def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_: str | None, output: str | None,
+                text_column: str, chunk_size: int, batch_size: int | None, backend: str, resume: bool,
+                overwrite: bool, windows: bool, engine: str = "local", ray_options: dict | None = None) -> None:
+    """`predict --input/--output`: stream the file through `sentitune.inference.batch.score_file` (or Ray Data,
+    `sentitune.inference.batch_ray`); a summary on stderr."""
+    from ..inference.batch import score_file
+
+    if texts or file:
+        raise SentituneError("predict: --input scores a file; pass texts or --file without --input/--output.")
+    if not (input_ and output):
+        raise SentituneError("predict: --input and --output go together (- for JSON lines on stdin/stdout).")
+    if engine not in ("local", "ray"):
+        raise SentituneError(f"--engine {engine}: use local or ray.")
+    if engine == "ray":
+        from ..inference.batch_ray import score_file_ray
+
+        if resume:
+            raise SentituneError("--resume: --engine ray does not resume (a failed job leaves no output); "
+                                 "rerun it, or use --engine local.")
+        summary = score_file_ray(model, input_, output, text_column, chunk_size, batch_size, backend, overwrite,
+                                 windows, **(ray_options or {}))
+    else:
+        summary = score_file(model, input_, output, text_column, chunk_size, batch_size, backend, resume,
+                             overwrite, windows)
+    reused = f", {summary['parts_reused']} finished chunk(s) reused" if summary["parts_reused"] else ""
+    empty = f", {summary['empty']} empty text(s) left unscored" if summary["empty"] else ""
+    Console(stderr=True).print(f"wrote {summary['output']}: {summary['rows']:,} rows in {summary['seconds']:.1f} s"
+                               f"{reused}{empty}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _text_lines(file: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file, split on newlines only (reviews may hold other Unicode line breaks)."""
+    from ..data.sources import decode_utf8
+
+    if not file.is_file():
+        raise SentituneError(f"--file {file}: file not found.")
+    text = decode_utf8(file.read_bytes(), f"--file {file}")
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+@app.command("explain")
+def explain_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                    text: str = typer.Argument(..., help="The text to explain."),
+                    target: Optional[str] = typer.Option(None, help="Explain this class (default: the predicted one)."),
+                    steps: int = typer.Option(32, help="Integration steps: more lower the convergence delta, "
+                                                       "proportionally slower."),
+                    html: Optional[Path] = typer.Option(None, help="Also write the explanation as an HTML snippet "
+                                                                   "to this file.")):
+    """Which words moved the decision: Integrated Gradients per word, green for the class, red against."""
+    from ..inference.explain import explain, html_snippet, rich_text, summary
+    from ..inference.predict import SentimentModel
+    from ..models.loading import model_folder
+
+    found = explain(SentimentModel.from_pretrained(model_folder(model), backend="torch"), text, target, steps)
+    console.print(summary(found), markup=False, highlight=False)
+    console.print(rich_text(found))
+    if html:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(html_snippet(found), encoding="utf-8")
+        console.print(f"wrote {html}", markup=False, highlight=False)
+
+
+@app.command("run")
+@with_config_flags(default_preset="cpu-quick")
+def run_command(cfg: TrainConfig,
+                baselines: str = typer.Option("majority,tfidf,vader,base",
+                                              help="Baseline families to score on the same test examples "
+                                                   "(star needs the Hub or a local star model)."),
+                overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name."),
+                time_budget: str = typer.Option("10m", help="Size the job to this long on this machine (e.g. 10m, "
+                                                "1h; none: the preset's sizes, estimate printed)."),
+                probe_per_class: int = typer.Option(500, help="Training examples per class "
+                                                              "for the base linear probe.")):
+    """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
+    from .budget import parse_duration
+    from .workflow import run_main_job
+
+    run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite,
+                 parse_duration(time_budget))
+
+
+@app.command("evaluate")
+def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
+                     data: Optional[str] = typer.Option(None, help="Evaluate on another labelled dataset (any --data "
+                                                                   "form) instead of the run's own test split."),
+                     text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
+                     label_threshold: Optional[float] = typer.Option(None),
+                     labels: Optional[str] = typer.Option(None, help="Classes of --data in the model's order "
+                                                                     "(default: inferred)."),
+                     split: str = typer.Option("test", help="Split of --data to score whole "
+                                                            "(a single file is scored whole)."),
+                     top_n: int = typer.Option(10, help="Most confident errors listed per kind."),
+                     backend: str = typer.Option("torch", help=BACKEND_HELP + " With --data only."),
+                     windows: bool = typer.Option(False, help="Read long reviews whole (average over half-overlapping "
+                                                              "windows). With --data only."),
+                     explain_errors: int = typer.Option(5, help="Word attributions (integrated gradients, torch) "
+                                                                "for the most confident errors; 0: none.")):
+    """Metrics with intervals, calibration (and temperature scaling), slices, confident errors, plots."""
+    from ..evaluation.evaluate import evaluate_run
+
+    data_cfg = DataConfig(data=data, text_column=text_column, label_column=label_column,
+                          label_threshold=label_threshold, labels=labels) if data else None
+    if (backend != "torch" or windows) and data_cfg is None:
+        raise SentituneError("--backend/--windows: re-predicting needs --data "
+                             "(without it the run's saved predictions are scored).")
+    result = evaluate_run(run, data_cfg, split=split, top_n=top_n, backend=backend, windows=windows,
+                          explain_errors=explain_errors)
+    console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
+
+
+@app.command("report")
+def report_command(run: Path = typer.Argument(..., help="A run folder."),
+                   comparison: Optional[Path] = typer.Option(None, help="comparison.json (default: RUN/comparison/)."),
+                   study: Optional[Path] = typer.Option(None, help="A tuning study folder to include."),
+                   out: Optional[Path] = typer.Option(None, help="Output folder (default: the run folder).")):
+    """A self-contained HTML report and a Markdown twin, from the run's real numbers."""
+    from ..reporting.report import write_report
+    from ..run.folder import RunFolder
+
+    comparison = comparison or (RunFolder(run).comparison_dir if RunFolder(run).comparison_dir.is_dir() else None)
+    console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
+
+
+@app.command("present")
+def present_command(run: Path = typer.Argument(..., help="A run folder."),
+                    out: Optional[Path] = typer.Option(None, help="Output file (default: RUN/presentation.html).")):
+    """A self-contained HTML slide deck for a 15-minute walkthrough of the run: arrow keys or space to move, `s` for
+    speaker notes, print for one slide per page."""
+    from ..reporting.present import write_presentation
+
+    console.print(f"wrote {write_presentation(run, out)}")
+
+
+@app.command("baseline")
+def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help="Families: majority, tfidf, vader, "
+                                                                                 "base, star."),
+                     data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
+                     labels: Optional[str] = typer.Option(None, help="Classes in order, lowest first "
+                                                                     "(as for train --labels)."),
+                     test_per_class: Optional[int] = typer.Option(None, help="Test sample per class (None: "
+                                                                             "the whole test split)."),
+                     seed: int = typer.Option(42),
+                     star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
+                     base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: "
+                                                                         "the offline default model)."),
+                     probe_per_class: int = typer.Option(2000, help="Training examples per class "
+                                                                    "for the `base` linear probe."),
+                     out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder "
+                                                                           "per baseline entry.")):
+    """Score baselines on a test set; each entry records exactly which examples it used."""
+    from ..core.labels import LabelScheme
+    from ..data import examples_descriptor, prepare_splits
+    from .workflow import score_baselines
+
+    cfg = DataConfig(**({"data": data} if data else {}), labels=labels, test_per_class=test_per_class, seed=seed)
+    splits, report = prepare_splits(cfg)
+    options = {"star": {"model": star_model} if star_model else {},
+               "base": {"probe_per_class": probe_per_class, **({"model": base_model} if base_model else {})}}
+    score_baselines(splits, LabelScheme.from_dict(report["labels"]), examples_descriptor(splits["test"], "test", cfg),
+                    [n for n in names.split(",") if n], out, options)
+
+
+@app.command("compare")
+def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders "
+                                                                   "(or folders of them)."),
+                    out: Path = typer.Option(Path("reports/comparison"), help="Folder for comparison.md/.json/.png."),
+                    allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different "
+                                                                              "test examples (no paired test).")):
+    """Side-by-side table with 95% intervals and McNemar tests against the best baseline."""
+    from ..evaluation.compare import compare, markdown
+
+    console.print(markdown(compare(list(entries), out, allow_different_examples)), markup=False)
+
+
+@app.command("tune")
+@with_config_flags()
+def tune_command(cfg: TrainConfig,
+                 study: Path = typer.Option(Path("studies/sentitune"), help="Study folder (storage, trials/, "
+                                                                            "best.yaml, plots/)."),
+                 n_trials: int = typer.Option(8, help="Finished trials the study should reach "
+                                                      "(across sessions and workers)."),
+                 timeout: Optional[float] = typer.Option(None, help="Stop this session after this many seconds."),
+                 space: Optional[Path] = typer.Option(None, help="YAML search space (default: lr, epochs, "
+                                                                 "weight decay, dropout, warmup, batch size)."),
+                 storage: Optional[str] = typer.Option(None, help="Optuna storage URL "
+                                                                  "(default: sqlite in the study folder; "
+                                                                  "postgresql://... to share across machines)."),
+                 pruner: str = typer.Option("median", help="median, hyperband or none."),
+                 sampler_seed: int = typer.Option(42, help="TPE sampler seed.")):
+    """Optuna search on validation F1 (never test); re-run the same command to resume after a crash."""
+    from ..training.tune import load_space, tune
+
+    result = tune(study, cfg, load_space(space), n_trials, timeout, storage, pruner, sampler_seed)
+    console.print(f"best validation score {result.best_value:.4f} with {result.best_params}; "
+                  f"retrain with: sentitune train --config {study / 'best.yaml'}", markup=False)
+
+
+@app.command("serve")
+def serve_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                  host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+                  backend: str = typer.Option("auto", help=BACKEND_HELP),
+                  batching: bool = typer.Option(True, help="Score concurrent /predict requests together in one "
+                                                           "model call (--no-batching: each in its own thread)."),
+                  max_in_flight: Optional[int] = typer.Option(None, min=1, help="Requests admitted at once; more get "
+                                                                                "503 (default 256 with batching, "
+                                                                                "8 without).")):
+    """Serve POST /predict, POST /explain, GET /health and a page to try them at / over HTTP."""
+    from ..inference.serve import serve
+    from ..models.loading import model_folder
+
+    serve(model_folder(model), host, port, backend, batching, max_in_flight)
+
+
+@app.command("export")
+def export_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+                   quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx)."),
+                   openvino: Optional[bool] = typer.Option(None, help="Also write the OpenVINO model (openvino/"
+                                                                      "openvino_model.xml; default: when the "
+                                                                      "package openvino is installed)."),
+                   check: int = typer.Option(500, help="Score this many of the run's test texts with every backend "
+                                                       "(accuracy, agreement, speed -> onnx/quality.json); 0: skip.")):
+    """Write ONNX graphs for onnxruntime (onnx/model.onnx, onnx/model_quantized.onnx) and an OpenVINO model into the
+    model folder."""
+    from ..evaluation.backends import backend_quality
+    from ..inference.export import export_onnx, export_openvino
+    from ..models.exported import openvino_installed
+
+    paths = export_onnx(model, quantize)
+    paths += export_openvino(model) if (openvino_installed() if openvino is None else openvino) else []
+    for path in paths:
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    quality = backend_quality(model, check)
+    for backend, row in (quality or {}).get("backends", {}).items():
+        print(f"{backend}: accuracy {row['accuracy']:.4f}, agrees with torch on {row['agreement_with_torch']:.2%}, "
+              f"{row['examples_per_s']} texts/s ({quality['texts']} test texts)")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except SentituneError as exc:
+        console_err = Console(stderr=True)
+        console_err.print("error:", style="bold red", end=" ")
+        console_err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.TyperException as exc:  # usage errors (unknown flag, bad value) arrive here with standalone_mode=False
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `sentitune` alone: the help, not an error
+            print(exc.format_message())
+            sys.exit(0)
+        command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+        print(f"error: {exc.format_message()} (see `sentitune {command} --help`)", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -1,0 +1,200 @@
+"""The stages that finish a run, and the main job `sentitune run`: data -> baselines -> fine-tune -> evaluate ->
+compare -> report, in one call. This is the only module that chains stages; each stage stands alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from ..core.labels import LabelScheme
+from ..data import examples_descriptor, prepare_splits
+from ..run.config import TrainConfig
+from ..run.folder import RunFolder
+
+console = Console()
+DEFAULT_BASELINES = ("majority", "tfidf", "vader", "base")
+STATS_SAMPLE = 5000  # texts per split for the token-length percentiles of the main job's data summary
+
+
+def _stage(title: str) -> float:
+    console.rule(f"[bold]{title}")
+    return time.perf_counter()
+
+
+def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
+    """Train a run and write its model card: the run folder (None on DDP ranks other than 0). With
+    `cfg.self_distill`, the run then teaches a student of its size: the student's run folder."""
+    from ..reporting.card import write_model_card
+    from ..training.train import train
+
+    if cfg.self_distill != "none":
+        check_self_distill(cfg, resume, overwrite)
+        final = RunFolder.of(cfg.output_dir, cfg.name)
+        if resume and final.metrics_path.is_file() and not final.is_partial:  # killed while teaching the student
+            return self_distilled(final.path, cfg, resume, overwrite, callbacks)
+    run_dir = train(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    if run_dir is None:
+        return None
+    write_model_card(run_dir)
+    return run_dir if cfg.self_distill == "none" else self_distilled(run_dir, cfg, resume, overwrite, callbacks)
+
+
+def taught_name(cfg: TrainConfig) -> str:
+    return f"{cfg.name}-taught"
+
+
+def check_self_distill(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Before any training: distillation runs in one process, and the student's folder must be free."""
+    import dataclasses
+    import os
+
+    from ..core.errors import SentituneError
+    from ..training.trainer import check_folders
+
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise SentituneError(f"--self-distill {cfg.self_distill}: the student is taught in one process; start "
+                             "without torchrun/accelerate, or train here and `sentitune distill` afterwards.")
+    check_folders(dataclasses.replace(cfg, name=taught_name(cfg)), resume, overwrite)
+
+
+def self_distilled(run_dir: Path, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+                   callbacks=()) -> Path:
+    """The student run `cfg.self_distill` asks for: the finished run at `run_dir` (alone, or with TF-IDF + LR)
+    labels the train split and up to `cfg.self_distill_texts` of the source's unlabelled texts, and a model of its
+    size started from its weights learns them for one epoch at half its peak rate, keeping the last checkpoint (the
+    recipe measured on IMDB, docs/results.md)."""
+    from ..data import read_source
+    from ..training.distill import teacher_depth
+
+    frames = read_source(cfg.data.data, cfg.data) if cfg.self_distill_texts else {}
+    transfer = frames["unsupervised"][["text"]] if "unsupervised" in frames else None
+    if cfg.self_distill_texts and transfer is None:
+        console.print(f"self-distill: {cfg.data.data} has no unlabelled split; the teacher labels the train split "
+                      "only.", markup=False)
+    dcfg, student = self_distill_settings(cfg, teacher_depth(RunFolder(run_dir)), transfer is not None)
+    return distill_student(run_dir, dcfg, student, resume=resume, overwrite=overwrite, callbacks=callbacks,
+                           transfer=transfer)
+
+
+def self_distill_settings(cfg: TrainConfig, depth: int, unlabelled: bool = True):
+    """The DistillConfig and the student's training overrides of `cfg.self_distill` for a run of `depth` layers."""
+    from ..run.config import DistillConfig
+
+    dcfg = DistillConfig(student_layers=depth, teacher_ensemble=None if cfg.self_distill == "model" else "tfidf",
+                         transfer_data=f"{cfg.data.data} [unsupervised]" if unlabelled else None,
+                         transfer_examples=cfg.self_distill_texts or None)
+    return dcfg, {"name": taught_name(cfg), "epochs": 1.0, "max_steps": -1, "learning_rate": cfg.learning_rate / 2,
+                  "checkpoint": "last", "self_distill": "none"}
+
+
+def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None, config: str | Path | None = None,
+                    preset: str | None = None, resume: bool = False, overwrite: bool = False, callbacks=(),
+                    transfer=None) -> Path:
+    """Distil a finished run into a student run (`training.distill`) and write its model card: the student's run
+    folder."""
+    from ..reporting.card import write_model_card
+    from ..training.distill import distill
+
+    run_dir = distill(teacher_run, dcfg, overrides, config, preset, resume, overwrite, callbacks, transfer=transfer)
+    write_model_card(run_dir)
+    return run_dir
+
+
+def data_summary(cfg: TrainConfig) -> dict:
+    """Counts, duplicates and token lengths of the source, printed and returned."""
+    from ..data.stats import dataset_stats, stats_for_json, stats_table
+    from ..models.loading import load_tokenizer
+
+    stats = dataset_stats(cfg.data, load_tokenizer(cfg.model, cfg.trust_remote_code), sample=STATS_SAMPLE)
+    console.print(stats_table(stats))
+    return stats_for_json(stats)
+
+
+def score_baselines(splits, labels: LabelScheme, examples: dict, names, out_dir: Path, options: dict) -> list[Path]:
+    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry;
+    print a line each."""
+    from ..evaluation.baselines import run_baseline, save_baseline
+
+    folders = []
+    for name in names:
+        for result in run_baseline(name, splits, examples, labels, **options.get(name, {})):
+            folders.append(save_baseline(result, out_dir))
+            m = result["metrics"]
+            console.print(f"{result['name']:>18}: accuracy {m['accuracy']:.4f}  macro-F1 {m['f1_macro']:.4f}  "
+                          f"({result['examples_per_s']:.0f} ex/s) -> {folders[-1]}", markup=False)
+    return folders
+
+
+def baseline_options(cfg: TrainConfig, probe_per_class: int) -> dict:
+    return {"base": {"probe_per_class": probe_per_class, "max_length": cfg.max_length or 256}}
+
+
+def sized(cfg: TrainConfig, budget_s: float | None, probe_per_class: int, baselines, n_classes: int):
+    """Measure this machine on a few batches and size the job to the budget (or just estimate it); prints one line."""
+    from .budget import measure, plan
+
+    console.print("measuring training and prediction speed on a few batches...", markup=False)
+    job = plan(cfg, measure(cfg), budget_s, n_classes, probe_per_class, baselines)
+    console.print(job.sentence(n_classes), markup=False)
+    return job
+
+
+def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINES, probe_per_class: int = 500,
+                 overwrite: bool = False, time_budget_s: float | None = None, estimate: bool = True) -> Path | None:
+    """Run every stage on `cfg` and return the finished run folder (with baselines/, comparison/ and report.html).
+
+    `time_budget_s` sizes the training set, evaluation sample and probe to fit (measured on this machine first);
+    without it the job's duration is estimated and printed (`estimate=False` skips the measurement)."""
+    from ..evaluation.compare import compare, markdown
+    from ..evaluation.evaluate import evaluate_run
+    from ..reporting.report import write_report
+
+    if cfg.self_distill != "none":
+        check_self_distill(cfg, resume=False, overwrite=overwrite)
+    started = _stage("1/5 data")
+    stats = data_summary(cfg)
+    job = None
+    if time_budget_s is not None or estimate:
+        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - started)  # data stage spent
+        job = sized(cfg, left, probe_per_class, baselines, len(stats["splits"]["train"]["labels"]))
+        cfg, probe_per_class = job.cfg, job.probe_per_class
+    staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
+    shutil.rmtree(staging, ignore_errors=True)
+    _stage("2/5 baselines")
+    splits, report = prepare_splits(cfg.data)
+    labels = LabelScheme.from_dict(report["labels"])
+    examples = examples_descriptor(splits["test"], "test", cfg.data)
+    baseline_dirs = score_baselines(splits, labels, examples, baselines, staging,
+                                    baseline_options(cfg, probe_per_class))
+    _stage("3/5 fine-tune")
+    from ..training.train import train
+
+    run_dir = train(cfg, overwrite=overwrite)  # the card comes at stage 5, once the comparison exists
+    if run_dir is None:  # a DDP rank other than 0
+        return None
+    if cfg.self_distill != "none":  # the student is the job's model; its teacher keeps a card of its own
+        from ..reporting.card import write_model_card
+
+        write_model_card(run_dir)
+        run_dir = self_distilled(run_dir, cfg, overwrite=overwrite)
+    run = RunFolder(run_dir)
+    staging.rename(run.baselines_dir)
+    run.write_data_stats(stats)
+    if job is not None:
+        run.write_budget(job.to_dict() | {"sentence": job.sentence(labels.n),
+                                          "actual_s_until_evaluation": round(time.perf_counter() - started)})
+    _stage("4/5 evaluate and compare")
+    evaluate_run(run.path)
+    table = compare([run.path, *[run.baselines_dir / d.name for d in baseline_dirs]], run.comparison_dir)
+    console.print(markdown(table), markup=False)
+    _stage("5/5 report and model card")
+    from ..reporting.card import write_model_card
+
+    write_model_card(run.path, comparison=run.comparison_dir)
+    html = write_report(run.path, comparison=run.comparison_dir)
+    console.print(f"done in {time.perf_counter() - started:.0f} s: {run.path} (report: {html})", markup=False)
+    return run.path

@@ -1,0 +1,250 @@
+"""Serve predictions over HTTP: `sentitune serve RUN` (FastAPI + uvicorn); POST /explain scores each word, and
+GET / is a page to try both (static/index.html: plain HTML and JavaScript, nothing fetched from elsewhere).
+
+Concurrent /predict requests are micro-batched (microbatch.py): queued and scored together in one model call,
+which keeps one scoring thread busy instead of several fighting over the cores; `batching=False`
+(`--no-batching`) scores each request in its own thread, at most `max_in_flight` at once.
+
+Guards a public endpoint needs: a body limit (413 with a short JSON message, checked before the body is read),
+a per-text length limit, validation errors that do not echo the request back, lone UTF-16 surrogates replaced
+instead of crashing the tokenizer, and a cap on requests in flight (503 when full) so a burst cannot pile up
+memory, and a deadline per request (408 when the body does not arrive in time, 503 when scoring takes too
+long). uvicorn's own `limit_concurrency` bounds open connections, so a flood cannot starve /health either.
+Binds 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import threading
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from .microbatch import MAX_BATCH_TEXTS, MAX_WAIT_MS, MicroBatcher
+from .predict import SentimentModel, label_decision
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: about 1,000 reviews
+MAX_TEXT_CHARS = 20_000  # a text longer than this is cut to the model's tokens anyway
+MAX_IN_FLIGHT = 8  # without batching: requests being scored at once; more get 503 and may retry
+MAX_QUEUED = 256  # with batching: requests waiting or being scored; they cost memory, not cores
+REQUEST_TIMEOUT_S = 30.0  # to receive a body, and again to answer it
+MAX_CONNECTIONS = 512  # uvicorn answers 503 beyond this
+ASSETS = {"index.html": "text/html; charset=utf-8", "page.js": "text/javascript; charset=utf-8",
+          "page.css": "text/css; charset=utf-8"}
+# The page loads only its own files and talks only to this server, so injected markup could not run a script.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                                           "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+                                           "frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+class PredictRequest(BaseModel):
+    texts: list[str] = Field(..., min_length=1, max_length=1024, description="Texts to classify.")
+
+
+class Prediction(BaseModel):
+    label: str = Field(..., description="The most probable class.")
+    score: float = Field(..., description="Probability of the predicted class.")
+    scores: dict[str, float] = Field(..., description="Every class's probability.")
+
+
+class ExplainRequest(BaseModel):
+    text: str = Field(..., description="The text to explain.")
+    target: str | None = Field(None, description="The class to explain (default: the predicted one).")
+
+
+class WordScore(BaseModel):
+    word: str
+    start: int = Field(..., description="Character span of the word in the text sent.")
+    end: int
+    score: float = Field(..., description="Attribution, max |score| = 1: > 0 for the target class, < 0 against.")
+
+
+class Explained(BaseModel):
+    label: str = Field(..., description="The most probable class.")
+    target: str = Field(..., description="The class explained.")
+    scores: dict[str, float] = Field(..., description="Every class's probability.")
+    delta: float = Field(..., description="Integrated Gradients convergence delta (probability units).")
+    words: list[WordScore]
+
+
+def _clean(text: str) -> str:
+    """The text with lone surrogates (invalid in UTF-8, legal in JSON escapes) replaced."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, stopping as soon as it passes `limit` bytes (a missing or lying content-length)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return body
+
+
+@functools.cache
+def asset(name: str) -> bytes:
+    """One of the page's files, shipped in the package (static/)."""
+    return resources.files("sentitune.inference").joinpath("static", name).read_bytes()
+
+
+def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX_BODY_BYTES,
+               max_in_flight: int | None = None, timeout: float = REQUEST_TIMEOUT_S, batching: bool = True,
+               max_batch_texts: int = MAX_BATCH_TEXTS, max_wait_ms: float = MAX_WAIT_MS):
+    """A FastAPI app with POST /predict, POST /explain, GET /health and the page at GET / around one loaded model.
+
+    `max_in_flight`: /predict and /explain requests admitted at once, waiting or being scored (default
+    MAX_QUEUED with batching, MAX_IN_FLIGHT without); `app.state.slots` counts them. With `batching`, the
+    requests that arrive within `max_wait_ms` of each other are scored together, up to `max_batch_texts` texts."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    model = SentimentModel.from_pretrained(model_dir, backend=backend)
+    # Looked up on every call, not bound now, so a patched SentimentModel.predict_proba is the one used.
+    batcher = MicroBatcher(lambda texts: model.predict_proba(texts), max_batch_texts, max_wait_ms, timeout) \
+        if batching else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if batcher is not None:
+            batcher.close()
+
+    app = FastAPI(title="sentitune", description=f"Sentiment predictions from {model_dir}", lifespan=lifespan)
+    app.state.batcher = batcher
+    limit = max_in_flight or (MAX_QUEUED if batching else MAX_IN_FLIGHT)
+    slots = app.state.slots = threading.BoundedSemaphore(limit)
+    too_large = JSONResponse({"detail": f"request body over {max_body} bytes; send fewer or shorter texts"}, 413)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body):
+            return too_large
+        try:
+            if request.method == "POST":
+                request._body = await asyncio.wait_for(read_body(request, max_body), timeout)
+        except BodyTooLarge:
+            return too_large
+        except asyncio.TimeoutError:
+            return JSONResponse({"detail": f"request body not received within {timeout:g} s"}, 408)
+        try:
+            return await asyncio.wait_for(call_next(request), timeout)
+        except asyncio.TimeoutError:  # the scoring thread finishes and frees its slot; the client is told now
+            return JSONResponse({"detail": f"not answered within {timeout:g} s; retry with fewer texts"}, 503)
+
+    @app.exception_handler(RequestValidationError)
+    async def short_validation_error(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in exc.errors()[:5]]
+        return JSONResponse({"detail": errors}, 422)  # the input is not echoed back
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": str(model_dir), "backend": model.backend, "labels": list(model.labels.names),
+                "max_length": model.max_length, "truncation": model.truncation, "batching": batching}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return Response(asset("index.html"), media_type=ASSETS["index.html"], headers=PAGE_HEADERS)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def no_icon() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in ASSETS:
+            return JSONResponse({"detail": "not found"}, 404)
+        return Response(asset(name), media_type=ASSETS[name], headers=PAGE_HEADERS)
+
+    def text_error(texts: list[str]) -> JSONResponse | None:
+        too_long = next((i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS), None)
+        if too_long is not None:
+            return JSONResponse({"detail": f"texts[{too_long}] is over {MAX_TEXT_CHARS} characters"}, 422)
+        return None
+
+    def predictions(probs) -> list[Prediction]:
+        return [Prediction(**label_decision(row, model.labels.names)) for row in probs]
+
+    def busy() -> JSONResponse:
+        return JSONResponse({"detail": "busy: too many requests in flight; retry shortly"}, 503)
+
+    if batcher is not None:
+        @app.post("/predict", response_model=list[Prediction])
+        async def predict_batched(request: PredictRequest):
+            if (error := text_error(request.texts)) is not None:
+                return error
+            if not slots.acquire(blocking=False):
+                return busy()
+            try:
+                future = batcher.submit([_clean(t) for t in request.texts])
+            except BaseException:
+                slots.release()
+                raise
+            future.add_done_callback(lambda _: slots.release())  # when scored, failed, or dropped unscored
+            try:
+                return predictions(await asyncio.wrap_future(future))
+            except TimeoutError:
+                return JSONResponse({"detail": f"not answered within {timeout:g} s; retry with fewer texts"}, 503)
+    else:
+        @app.post("/predict", response_model=list[Prediction])
+        def predict(request: PredictRequest):
+            if (error := text_error(request.texts)) is not None:
+                return error
+            if not slots.acquire(blocking=False):
+                return busy()
+            try:
+                probs = model.predict_proba([_clean(t) for t in request.texts])
+            finally:
+                slots.release()
+            return predictions(probs)
+
+    # Captum hooks the embedding layer while it explains, so explanations run one at a time on a torch copy of
+    # their own (never on the network /predict is running), loaded on the first request.
+    explaining = threading.Lock()
+
+    @functools.cache
+    def explainer() -> SentimentModel:
+        return SentimentModel.from_pretrained(model_dir, backend="torch", runtime=model.runtime)
+
+    @app.post("/explain", response_model=Explained)
+    def explain_text(request: ExplainRequest):
+        from .explain import explain
+
+        if len(request.text) > MAX_TEXT_CHARS:
+            return JSONResponse({"detail": f"text is over {MAX_TEXT_CHARS} characters"}, 422)
+        if request.target is not None and request.target not in model.labels.names:
+            names = ", ".join(model.labels.names)
+            return JSONResponse({"detail": f"target is not a label of this model; use one of {names}"}, 422)
+        if not slots.acquire(blocking=False):
+            return busy()
+        try:
+            if not explaining.acquire(blocking=False):
+                return JSONResponse({"detail": "busy: an explanation is running; retry shortly"}, 503)
+            try:
+                return explain(explainer(), _clean(request.text), request.target).to_dict()
+            finally:
+                explaining.release()
+        finally:
+            slots.release()
+
+    return app
+
+
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
+          batching: bool = True, max_in_flight: int | None = None) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(model_dir, backend, batching=batching, max_in_flight=max_in_flight)
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS)
