@@ -41,14 +41,14 @@ def main() -> None:
     sampler = threading.Thread(target=sample)
     sampler.start()
     tracemalloc.start()
-    snapshots, write_part = [], batch._write_part
+    snapshots, write_part = [], batch.write_part
 
     def counted(job, index, table) -> None:
         write_part(job, index, table)
         if index == 2:
             snapshots.append(tracemalloc.take_snapshot())
 
-    batch._write_part = counted
+    batch.write_part = counted
     batch.score_file(model, source, work / "out.parquet")
     done.set()
     sampler.join()

@@ -9,6 +9,7 @@ from conftest import tiny_bert
 
 from sentitune.core.errors import SentituneError
 from sentitune.core.labels import LabelScheme
+from sentitune.data import decided_max_length
 from sentitune.evaluation.baselines import (
     argmax_polarity,
     as_frame,
@@ -23,6 +24,7 @@ from sentitune.evaluation.baselines import (
     star_mapping,
     star_values,
 )
+from sentitune.models.loading import load_tokenizer
 from sentitune.run.folder import probabilities
 
 STARS_5 = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
@@ -259,7 +261,9 @@ def test_base_model_zero_shot_and_probe_on_tiny_encoder(tmp_path, splits):
     results = run_baseline("base", splits, EXAMPLES, BINARY, model=encoder, probe_per_class=30)
     assert [r["name"] for r in results] == ["base-zero-shot", "base-probe"]
     assert results[0]["extra"]["descriptions"] == ["a negative movie review", "a positive movie review"]
-    assert results[1]["extra"]["probe_train_size"] == 60 and results[1]["extra"]["max_length"] == 256
+    # the encoder reads as many tokens as fine-tuning would decide for these training texts
+    decided = decided_max_length(None, splits["train"]["text"], load_tokenizer(encoder))["value"]
+    assert results[1]["extra"]["probe_train_size"] == 60 and results[1]["extra"]["max_length"] == decided
     for r in results:
         assert np.allclose(probabilities(r["predictions"]).sum(1), 1.0)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from sentitune.app.budget import Rates, measure, parse_duration, plan
+from sentitune.app.budget import Rates, measure, parse_duration, plan, seconds_for
 from sentitune.core.errors import SentituneError
 from sentitune.run.config import load_config
 
@@ -33,6 +35,32 @@ def test_a_generous_budget_or_none_keeps_the_preset():
     assert plan(cfg, fast, 600).cfg == cfg and not plan(cfg, fast, 600).shrunk
     estimate = plan(cfg, SLOW, None)
     assert estimate.cfg == cfg and estimate.total_s > 1000 and "budget" not in estimate.sentence()
+
+
+def test_time_left_grows_the_training_set_up_to_the_data_there_is():
+    cfg = load_config(preset="cpu-quick")
+    pool = {"train": {0: 11_000, 1: 12_000}, "validation": {0: 1_200, 1: 1_300}, "test": {0: 12_500, 1: 12_500}}
+    rates = Rates(train=25.0, predict=70.0, overhead_s=10.0, cpu="c", precision="bf16", available=pool)
+    job = plan(cfg, rates, 600)
+    per_class = job.cfg.data.train_per_class
+    assert 2500 < per_class < 11_000 and job.total_s <= 0.92 * 600
+    bigger = plan(cfg, rates, 600, probe_per_class=500)
+    assert bigger.cfg.data.train_per_class == per_class  # the same inputs size the same job
+    # one example more per class would not fit
+    grown = dataclasses.replace(cfg.data, train_per_class=per_class + 1, test_per_class=job.cfg.data.test_per_class,
+                                validation_per_class=job.cfg.data.validation_per_class)
+    assert sum(seconds_for(dataclasses.replace(cfg, data=grown), job.probe_per_class, rates, 2,
+                           ("majority", "tfidf", "vader", "base")).values()) > 0.92 * 600
+    # an hour takes every row of the largest class (the smaller class gives all it has)
+    assert plan(cfg, rates, 3600).cfg.data.train_per_class == 12_000
+
+
+def test_short_classes_count_only_the_rows_they_have():
+    pool = {"train": {0: 2_900, 1: 1_400, 2: 600}}
+    rates = Rates(train=25.0, predict=70.0, overhead_s=10.0, cpu="c", precision="bf16", available=pool)
+    cfg = load_config(preset="cpu-quick")
+    parts = seconds_for(cfg, 500, rates, 3, ("majority",))
+    assert parts["train"] == pytest.approx((2_500 + 1_400 + 600) / 25.0)
 
 
 def test_an_impossible_budget_is_one_line():

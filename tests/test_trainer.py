@@ -61,6 +61,17 @@ def test_gpu_base_preset_asks_for_bf16_and_long_reviews(tmp_path):
     assert args.eval_steps == math.ceil(22_416 / 32) // 4  # about four evaluations per epoch
 
 
+def test_checkpoint_policy_keeps_the_last_weights_when_validation_is_trained_on(tmp_path):
+    runtime = Runtime.resolve("fp32")
+    best = load_config()
+    last = load_config(overrides={"checkpoint": "last"})
+    folded = load_config(overrides={"data": {"validation_in_train": True}})
+    assert best.keeps_best and not last.keeps_best and not folded.keeps_best
+    assert training_arguments(best, tmp_path, runtime, train_size=100).load_best_model_at_end
+    for cfg in (last, folded):  # neither picks a checkpoint on validation
+        assert not training_arguments(cfg, tmp_path, runtime, train_size=100).load_best_model_at_end
+
+
 def test_selection_metric_and_validation_metrics_per_scheme():
     cfg = load_config()
     assert selection_metric(cfg, LabelScheme(("negative", "positive"))) == "f1"

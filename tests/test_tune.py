@@ -79,8 +79,9 @@ def test_study_folder_holds_trials_best_config_summary_and_plots(study_setup):
     assert (best.learning_rate == study.best_params["learning_rate"]
             and best.batch_size == study.best_params["batch_size"])
     assert best.name == "study-best" and best.output_dir == cfg.output_dir and best.early_stopping_patience == 0
-    # the final fit trains on train + validation
+    # the final fit trains on train + validation, so it keeps its last checkpoint: validation cannot pick one
     assert best.data == dataclasses.replace(cfg.data, validation_in_train=True)
+    assert best.checkpoint == "last" and not best.keeps_best
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["counts"] == {"complete": 3, "pruned": 1} and summary["best"]["number"] == study.best_trial.number
     assert summary["default"] == {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from test_train import tiny_config
 
 from sentitune.app.workflow import run_main_job
+from sentitune.core.errors import SentituneError
+from sentitune.run.config import load_config
 
 
 def test_main_job_writes_baselines_comparison_report_and_card(tiny_model, parquet_folder, tmp_path):
@@ -50,6 +53,42 @@ def test_main_job_on_three_classes(tiny_model, tmp_path):
     ours = SentimentModel.from_pretrained(run_dir, runtime=Runtime.resolve("fp32")).predict(texts)
     for theirs, mine in zip(piped, ours):  # pipeline() returns the class names with the same probabilities
         assert {d["label"]: d["score"] for d in theirs} == pytest.approx(mine["scores"], abs=1e-5)
+
+
+def test_main_job_on_small_imbalanced_three_classes_takes_what_exists(tiny_model, tmp_path, caplog):
+    """cpu-quick asks for 2,500 / 250 / 1,000 per class; a 3-class file of 290 / 140 / 60 rows still runs end to
+    end: each class gives what it has, one line says so, and checkpoints are picked on macro-F1."""
+    import pandas as pd
+    from conftest import synthetic_reviews
+
+    rows = synthetic_reviews(150)
+    neutral = rows.assign(text="so-so average " + rows.text, label=2)
+    table = pd.concat([rows[rows.label == 0].head(145).assign(label="negative"),
+                       rows[rows.label == 1].head(70).assign(label="positive"),
+                       neutral.head(30).assign(label="neutral")]).sample(frac=1, random_state=0)
+    pd.concat([table, table.assign(text=table.text + " indeed")]).to_csv(tmp_path / "small.csv", index=False)
+    cfg = load_config(preset="cpu-quick", overrides={
+        "model": str(tiny_model), "output_dir": str(tmp_path / "runs"), "name": "small", "max_length": 64,
+        "batch_size": 8, "min_steps": 0, "data": {"data": str(tmp_path / "small.csv")}})
+    with caplog.at_level("WARNING", logger="sentitune"):
+        run_dir = run_main_job(cfg, baselines=("majority", "tfidf"), estimate=False)
+    assert "fewer rows than the per-class sizes asked for" in caplog.text
+    assert re.search(r"train: all \d+ of negative; train: all \d+ of neutral; train: all \d+ of positive", caplog.text)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train"]["selection_metric"] == "f1_macro"
+    assert metrics["data"]["short_classes"]["train"] and (run_dir / "report.html").is_file()
+
+
+def test_main_job_reports_the_tfidf_ensemble_as_its_own_row(tiny_model, parquet_folder, tmp_path):
+    cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="ens")
+    run_dir = run_main_job(cfg, baselines=("majority", "tfidf"), ensemble="tfidf", estimate=False)
+    table = json.loads((run_dir / "comparison" / "comparison.json").read_text())
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["ens+tfidf-lr"]["kind"] == "ensemble" and rows["ens"]["kind"] == "fine-tuned"
+    assert table["best_baseline"] == "tfidf-lr"  # the ensemble is neither the model nor a baseline
+    assert table["decision"] in ("fine-tuned wins", "tie: pick by speed/size", "baseline wins") and table["advice"]
+    with pytest.raises(SentituneError, match="--ensemble tfidf: .* add tfidf to --baselines"):
+        run_main_job(cfg, baselines=("majority",), ensemble="tfidf", estimate=False)
 
 
 def with_unlabelled(folder, n: int = 40):

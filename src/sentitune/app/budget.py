@@ -12,40 +12,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 
-from transformers import TrainerCallback
-
 from ..core.errors import SentituneError
 from ..run.config import TrainConfig
+from ..training.autobatch import training_rate
 
+DEFAULT_TIME_BUDGET = "10m"  # the main job's: a demo that fits a coffee break on a 2-core CPU
+BUDGET_FILL = 0.92  # the share of the budget the estimate may fill: the estimate comes from a few batches
 MIN_PER_CLASS = 100  # below this a test sample cannot tell a fine-tuned model from its baselines
 EVALS_PER_RUN = 5  # four periodic validation passes and the final one
 # TF-IDF + LR's cross-validated fit per training example, VADER per test example (rough, from the main job's logs)
 TFIDF_FIT_EXAMPLES_PER_S, VADER_EXAMPLES_PER_S = 200.0, 600.0
 
 
-def parse_duration(text: str | None) -> float | None:
-    """Seconds from `90s`, `10m`, `1.5h` or a bare number of seconds; None for None/`none`/`0`."""
+def parse_duration(text: str | None, flag: str = "--time-budget") -> float | None:
+    """Seconds from `90s`, `10m`, `1.5h` or a bare number of seconds; None for None/`none`/`0`. `flag` names the
+    option in the error line."""
     if text is None or str(text).strip().lower() in {"", "none", "0", "off"}:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text).lower())
     if not match:
-        raise SentituneError(f"--time-budget {text}: use a duration such as 600s, 10m or 1.5h (or none).")
+        raise SentituneError(f"{flag} {text}: use a duration such as 600s, 10m or 1.5h (or none).")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-class StepClock(TrainerCallback):
-    def __init__(self):
-        self.times = []
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self.started)
 
 
 @dataclass
@@ -58,34 +48,47 @@ class Rates:
     cpu: str
     precision: str
     rows: dict = dataclasses.field(default_factory=dict)  # train/validation/test rows of the prepared data
+    available: dict = dataclasses.field(default_factory=dict)  # split: {class id: rows before sampling}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def measure(cfg: TrainConfig, steps: int = 4) -> Rates:
-    """Train `steps` steps and predict two batches of the run's data; rates from the steps after the first."""
+def measure(cfg: TrainConfig, steps: int = 6, prepared=None) -> Rates:
+    """Train `steps` steps and predict two batches of the run's data (`prepared`: as `training.trainer.prepare`
+    returned it for `cfg`, when the caller has it); rates from the steps after the first. A batch-size sweep the
+    prepared data carries (`--batch-size auto`) gives its measured rate instead: nothing is measured twice."""
     from ..inference.predict import logits_for_ids
-    from ..training.trainer import make_trainer, new_model, prepare
+    from ..training.trainer import new_model, prepare
 
     started = time.perf_counter()
-    probe = dataclasses.replace(cfg, max_steps=steps, eval_steps=10**9, early_stopping_patience=0, logging_steps=10**9)
-    prepared = prepare(probe)
-    probe = prepared.cfg
-    model = new_model(probe, prepared)
-    clock = StepClock()
-    with tempfile.TemporaryDirectory(prefix="sentitune-budget-") as out:
-        make_trainer(probe, prepared, model, out, [clock]).train()
-    overhead = time.perf_counter() - started - sum(clock.times)
-    test = prepared.tokenized(probe)["test"]
-    ids = test["input_ids"][: 2 * probe.eval_batch_size]
-    begun = time.perf_counter()
-    logits_for_ids(model, ids, prepared.tokenizer.pad_token_id or 0, probe.eval_batch_size, prepared.runtime)
-    predict = len(ids) / (time.perf_counter() - begun)
+    prepared = prepared or prepare(cfg)
+    probe = dataclasses.replace(prepared.cfg, max_steps=steps, eval_steps=10**9, early_stopping_patience=0,
+                                logging_steps=10**9)
+    sweeps = prepared.sweeps
+    train = sweeps["train"].chosen_rate if "train" in sweeps else training_rate(probe, prepared, skip=2)
     per_step = probe.batch_size * probe.gradient_accumulation
-    return Rates(train=per_step / (sum(clock.times[1:]) / max(len(clock.times) - 1, 1)), predict=predict,
+    overhead = max(0.0, time.perf_counter() - started - steps * per_step / train)  # loading, tokenizing, set-up
+    model = new_model(probe, prepared)
+    if "eval" in sweeps:
+        predict = sweeps["eval"].chosen_rate
+    else:
+        ids = prepared.tokenized(probe)["test"]["input_ids"][: 2 * probe.eval_batch_size]
+        begun = time.perf_counter()
+        logits_for_ids(model, ids, prepared.tokenizer.pad_token_id or 0, probe.eval_batch_size, prepared.runtime)
+        predict = len(ids) / (time.perf_counter() - begun)
+    return Rates(train=train, predict=predict,
                  overhead_s=overhead, cpu=prepared.runtime.cpu.summary(), precision=prepared.runtime.precision,
-                 rows={split: len(prepared.splits[split]) for split in ("train", "validation", "test")})
+                 rows={split: len(prepared.splits[split]) for split in ("train", "validation", "test")},
+                 available=prepared.report.get("available", {}))
+
+
+def rows_of(per_class: int | None, available: dict, n_classes: int, fallback: int = 0) -> int:
+    """Rows a per-class sample takes from classes of `available` sizes (all of a short class; `n_classes` full
+    classes when the sizes are unknown), or `fallback` without a per-class size."""
+    if not per_class:
+        return fallback
+    return sum(min(per_class, n) for n in available.values()) if available else per_class * n_classes
 
 
 @dataclass
@@ -125,11 +128,11 @@ class Plan:
 
 def seconds_for(cfg: TrainConfig, probe_per_class: int, rates: Rates, n_classes: int, baselines) -> dict:
     """Estimated seconds of each part of the main job for `cfg` (sizes per class, or the prepared data's rows)."""
-    d, rows = cfg.data, rates.rows
-    train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train", 0)
-    train *= cfg.epochs
-    validation = d.validation_per_class * n_classes if d.validation_per_class else rows.get("validation", 0)
-    test = d.test_per_class * n_classes if d.test_per_class else rows.get("test", 0)
+    d, rows, available = cfg.data, rates.rows, rates.available
+    train = rows_of(d.train_per_class, available.get("train"), n_classes, d.train_examples or rows.get("train", 0))
+    train *= cfg.epochs_for(train)
+    validation = rows_of(d.validation_per_class, available.get("validation"), n_classes, rows.get("validation", 0))
+    test = rows_of(d.test_per_class, available.get("test"), n_classes, rows.get("test", 0))
     parts = {"setup": rates.overhead_s * 2, "train": train / rates.train,
              "validation": EVALS_PER_RUN * validation / rates.predict, "test": test / rates.predict}
     if "base" in baselines:
@@ -137,7 +140,7 @@ def seconds_for(cfg: TrainConfig, probe_per_class: int, rates: Rates, n_classes:
     parts["other baselines"] = (train / TFIDF_FIT_EXAMPLES_PER_S if "tfidf" in baselines else 0) + \
         (test / VADER_EXAMPLES_PER_S if "vader" in baselines else 0)
     if cfg.self_distill != "none":  # the run labels train + unlabelled texts; the student trains one epoch on them
-        taught = train / cfg.epochs + cfg.self_distill_texts
+        taught = train / cfg.epochs_for(train) + cfg.self_distill_texts
         parts["self-distill"] = taught / rates.predict + taught / rates.train + parts["validation"] + parts["test"]
     return parts
 
@@ -158,18 +161,36 @@ def plan(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int 
         data = dataclasses.replace(sized.data, test_per_class=max(MIN_PER_CLASS, sized.data.test_per_class // 2),
                                    validation_per_class=max(MIN_PER_CLASS // 2, sized.data.validation_per_class // 2))
         sized, probe = dataclasses.replace(sized, data=data), max(MIN_PER_CLASS, probe // 2)
-    parts = seconds_for(sized, probe, rates, n_classes, baselines)
-    if budget_s is not None and sum(parts.values()) > budget_s:
-        left = budget_s - sum(v for k, v in parts.items() if k != "train")
-        per_class = int(max(0.0, left) * rates.train / (n_classes * sized.epochs))
-        if per_class < MIN_PER_CLASS:
-            raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: this CPU trains {rates.train:.1f} examples/s, "
-                                 f"so the budget leaves under {MIN_PER_CLASS} training examples per class; "
-                                 "give more time.")
-        sized = dataclasses.replace(sized, data=dataclasses.replace(sized.data,
-                                                                    train_per_class=min(per_class, d.train_per_class)))
+    if budget_s is not None:
+        per_class = fitting_train_per_class(sized, probe, rates, n_classes, baselines, budget_s)
+        sized = with_train_per_class(sized, per_class)
     shrunk = sized != cfg or probe != probe_per_class
     return Plan(sized, probe, seconds_for(sized, probe, rates, n_classes, baselines), budget_s, shrunk, rates)
+
+
+def with_train_per_class(cfg: TrainConfig, per_class: int) -> TrainConfig:
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_per_class=per_class))
+
+
+def fitting_train_per_class(cfg: TrainConfig, probe: int, rates: Rates, n_classes: int, baselines,
+                            budget_s: float) -> int:
+    """The most training examples per class whose estimated job fits BUDGET_FILL of `budget_s`: fewer than the
+    config asks for on a slow machine, more (up to every row of the largest class) where time is left, since on a
+    short schedule each further example is accuracy (docs/results.md)."""
+    def fits(per_class: int) -> bool:
+        parts = seconds_for(with_train_per_class(cfg, per_class), probe, rates, n_classes, baselines)
+        return sum(parts.values()) <= BUDGET_FILL * budget_s
+
+    pool = rates.available.get("train") or {}
+    high = max(pool.values()) if pool else cfg.data.train_per_class
+    if not fits(MIN_PER_CLASS):
+        raise SentituneError(f"--time-budget {budget_s / 60:.0f}m: this CPU trains {rates.train:.1f} examples/s, so "
+                             f"the budget leaves under {MIN_PER_CLASS} training examples per class; give more time.")
+    low = MIN_PER_CLASS
+    while low < high:  # the largest size that fits
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 def plan_by_examples(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_classes: int, probe_per_class: int,
@@ -187,3 +208,12 @@ def plan_by_examples(cfg: TrainConfig, rates: Rates, budget_s: float | None, n_c
     sized = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_examples=examples))
     return Plan(sized, probe_per_class, seconds_for(sized, probe_per_class, rates, n_classes, baselines), budget_s,
                 True, rates)
+
+
+def size_job(prepared, budget_s: float | None, spent_s: float = 0.0, probe_per_class: int = 500,
+             baselines=("majority", "tfidf", "vader", "base")) -> Plan:
+    """Measure this machine on the prepared data (`training.trainer.prepare`) and size the main job to what is left
+    of `budget_s` after the `spent_s` seconds already gone (None: the config as it is, with its estimate)."""
+    left = None if budget_s is None else budget_s - spent_s
+    return plan(prepared.cfg, measure(prepared.cfg, prepared=prepared), left, prepared.labels.n, probe_per_class,
+                baselines)

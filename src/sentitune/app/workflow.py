@@ -4,6 +4,7 @@ compare -> report, in one call. This is the only module that chains stages; each
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..core.labels import LabelScheme
-from ..data import examples_descriptor, prepare_splits
+from ..data import examples_descriptor, read_source
 from ..run.config import TrainConfig
 from ..run.folder import RunFolder
 
@@ -49,7 +50,6 @@ def taught_name(cfg: TrainConfig) -> str:
 
 def check_self_distill(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
     """Before any training: distillation runs in one process, and the student's folder must be free."""
-    import dataclasses
     import os
 
     from ..core.errors import SentituneError
@@ -62,15 +62,17 @@ def check_self_distill(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
 
 
 def self_distilled(run_dir: Path, cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-                   callbacks=()) -> Path:
+                   callbacks=(), frames: dict | None = None) -> Path:
     """The student run `cfg.self_distill` asks for: the finished run at `run_dir` (alone, or with TF-IDF + LR)
     labels the train split and up to `cfg.self_distill_texts` of the source's unlabelled texts, and a model of its
     size started from its weights learns them for one epoch at half its peak rate, keeping the last checkpoint (the
-    recipe measured on IMDB, docs/results.md)."""
-    from ..data import read_source
+    recipe measured on IMDB, docs/results.md). `frames`: the source as read, when the caller has it."""
     from ..training.distill import teacher_depth
 
-    frames = read_source(cfg.data.data, cfg.data) if cfg.self_distill_texts else {}
+    if not cfg.self_distill_texts:
+        frames = {}
+    elif frames is None:
+        frames = read_source(cfg.data.data, cfg.data)
     transfer = frames["unsupervised"][["text"]] if "unsupervised" in frames else None
     if cfg.self_distill_texts and transfer is None:
         console.print(f"self-distill: {cfg.data.data} has no unlabelled split; the teacher labels the train split "
@@ -104,12 +106,11 @@ def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None
     return run_dir
 
 
-def data_summary(cfg: TrainConfig) -> dict:
-    """Counts, duplicates and token lengths of the source, printed and returned."""
+def data_summary(cfg: TrainConfig, tokenizer, frames: dict) -> dict:
+    """Counts, duplicates and token lengths of the source (`frames`, as read), printed and returned."""
     from ..data.stats import dataset_stats, stats_for_json, stats_table
-    from ..models.loading import load_tokenizer
 
-    stats = dataset_stats(cfg.data, load_tokenizer(cfg.model, cfg.trust_remote_code), sample=STATS_SAMPLE)
+    stats = dataset_stats(cfg.data, tokenizer, frames, sample=STATS_SAMPLE)
     console.print(stats_table(stats))
     return stats_for_json(stats)
 
@@ -130,57 +131,98 @@ def score_baselines(splits, labels: LabelScheme, examples: dict, names, out_dir:
 
 
 def baseline_options(cfg: TrainConfig, probe_per_class: int) -> dict:
-    return {"base": {"probe_per_class": probe_per_class, "max_length": cfg.max_length or 256}}
+    """The base encoder reads the texts as the fine-tuned model will (`cfg`: a prepared, resolved config)."""
+    return {"base": {"probe_per_class": probe_per_class, "max_length": cfg.max_length}}
 
 
-def sized(cfg: TrainConfig, budget_s: float | None, probe_per_class: int, baselines, n_classes: int):
-    """Measure this machine on a few batches and size the job to the budget (or just estimate it); prints one line."""
-    from .budget import measure, plan
+def checked_ensemble(ensemble: str | None, baselines) -> str | None:
+    """The baseline entry `--ensemble` averages the run with (None for none), checked before any work."""
+    if ensemble in (None, "none"):
+        return None
+    from ..core.errors import SentituneError
+    from ..evaluation.ensemble import ensemble_baseline
 
-    console.print("measuring training and prediction speed on a few batches...", markup=False)
-    job = plan(cfg, measure(cfg), budget_s, n_classes, probe_per_class, baselines)
-    console.print(job.sentence(n_classes), markup=False)
-    return job
+    partner = ensemble_baseline(ensemble)
+    if ensemble not in baselines:
+        raise SentituneError(f"--ensemble {ensemble}: averages the run with the {ensemble} baseline; add {ensemble} "
+                             f"to --baselines (now {','.join(baselines) or 'none'}).")
+    return partner
+
+
+def print_comparison(table: dict) -> None:
+    """The comparison as a terminal table of the columns a reader decides by (the full table is in report.md and
+    comparison/comparison.md), then the headline and the decision."""
+    from rich.table import Table
+
+    from ..evaluation.compare import bootstrap_of, fmt, fmt_bootstrap_p, fmt_ci, fmt_delta, fmt_p
+
+    binary = table["ranked_by"] == "accuracy"
+    out = Table(title=f"test: {table['rows'][0]['n']} examples, best baseline {table['best_baseline']}",
+                title_justify="left")
+    for header in ("entry", "accuracy [95% CI]", "macro-F1", "Δ vs best baseline",
+                   "McNemar p" if binary else "bootstrap p", "examples/s"):
+        out.add_column(header, justify="left" if header == "entry" else "right")
+    for row in table["rows"]:
+        delta = row["delta_accuracy_vs_best_baseline"] if binary else bootstrap_of(row).get("delta")
+        p = fmt_p((row["mcnemar_vs_best_baseline"] or {}).get("p_value")) if binary else fmt_bootstrap_p(
+            bootstrap_of(row))
+        out.add_row(row["name"], f"{fmt(row['accuracy'])} {fmt_ci(row['accuracy_ci95'])}", fmt(row["f1_macro"]),
+                    fmt_delta(row, table, delta), p, fmt(row["examples_per_s"], ",.0f"))
+    console.print(out)
+    console.print(table["headline"], markup=False)
+    if table.get("decision"):
+        console.print(f"[bold]{table['decision']}[/bold]: ", end="")
+        console.print(table["advice"], markup=False)
 
 
 def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINES, probe_per_class: int = 500,
-                 overwrite: bool = False, time_budget_s: float | None = None, estimate: bool = True) -> Path | None:
+                 overwrite: bool = False, time_budget_s: float | None = None, estimate: bool = True,
+                 ensemble: str | None = None) -> Path | None:
     """Run every stage on `cfg` and return the finished run folder (with baselines/, comparison/ and report.html).
 
     `time_budget_s` sizes the training set, evaluation sample and probe to fit (measured on this machine first);
-    without it the job's duration is estimated and printed (`estimate=False` skips the measurement)."""
-    from ..evaluation.compare import compare, markdown
+    without it the job's duration is estimated and printed (`estimate=False` skips the measurement). `ensemble`
+    (tfidf): the run averaged with that baseline is compared too, as a row of its own."""
+    from ..evaluation.compare import compare
     from ..evaluation.evaluate import evaluate_run
     from ..reporting.report import write_report
+    from ..training.autobatch import tuned
+    from ..training.train import train
+    from ..training.trainer import prepare
+    from .budget import size_job
 
     if cfg.self_distill != "none":
         check_self_distill(cfg, resume=False, overwrite=overwrite)
+    partner = checked_ensemble(ensemble, baselines)
     started = _stage("1/5 data")
-    stats = data_summary(cfg)
+    frames = read_source(cfg.data.data, cfg.data)  # the source is read once; every stage below works from it
+    prepared = prepare(cfg, frames)
+    stats = data_summary(cfg, prepared.tokenizer, frames)
+    prepared = tuned(prepared)  # --batch-size auto: measured once, reused by the budget and by training
     job = None
     if time_budget_s is not None or estimate:
-        left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - started)  # data stage spent
-        job = sized(cfg, left, probe_per_class, baselines, len(stats["splits"]["train"]["labels"]))
-        cfg, probe_per_class = job.cfg, job.probe_per_class
+        console.print("measuring training and prediction speed on a few batches...", markup=False)
+        job = size_job(prepared, time_budget_s, time.perf_counter() - started, probe_per_class, baselines)
+        console.print(job.sentence(prepared.labels.n), markup=False)
+        if job.cfg.data != prepared.cfg.data:  # sized to the budget: the same source, sampled again in memory
+            prepared = dataclasses.replace(prepare(job.cfg, frames), sweeps=prepared.sweeps)
+        probe_per_class = job.probe_per_class
+    cfg, labels = prepared.cfg, prepared.labels
     staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
     shutil.rmtree(staging, ignore_errors=True)
     _stage("2/5 baselines")
-    splits, report = prepare_splits(cfg.data)
-    labels = LabelScheme.from_dict(report["labels"])
-    examples = examples_descriptor(splits["test"], "test", cfg.data)
-    baseline_dirs = score_baselines(splits, labels, examples, baselines, staging,
+    examples = examples_descriptor(prepared.splits["test"], "test", cfg.data)
+    baseline_dirs = score_baselines(prepared.splits, labels, examples, baselines, staging,
                                     baseline_options(cfg, probe_per_class))
     _stage("3/5 fine-tune")
-    from ..training.train import train
-
-    run_dir = train(cfg, overwrite=overwrite)  # the card comes at stage 5, once the comparison exists
+    run_dir = train(cfg, overwrite=overwrite, prepared=prepared)  # the card comes at stage 5, after the comparison
     if run_dir is None:  # a DDP rank other than 0
         return None
     if cfg.self_distill != "none":  # the student is the job's model; its teacher keeps a card of its own
         from ..reporting.card import write_model_card
 
         write_model_card(run_dir)
-        run_dir = self_distilled(run_dir, cfg, overwrite=overwrite)
+        run_dir = self_distilled(run_dir, cfg, overwrite=overwrite, frames=frames)
     run = RunFolder(run_dir)
     staging.rename(run.baselines_dir)
     run.write_data_stats(stats)
@@ -189,8 +231,14 @@ def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINE
                                           "actual_s_until_evaluation": round(time.perf_counter() - started)})
     _stage("4/5 evaluate and compare")
     evaluate_run(run.path)
-    table = compare([run.path, *[run.baselines_dir / d.name for d in baseline_dirs]], run.comparison_dir)
-    console.print(markdown(table), markup=False)
+    entries = [run.path, *[run.baselines_dir / d.name for d in baseline_dirs]]
+    if partner:
+        from ..evaluation.ensemble import ensemble_entry
+        from ..run.folder import write_baseline
+
+        entries.append(write_baseline(ensemble_entry(run.path, run.baselines_dir / partner), run.ensembles_dir))
+    table = compare(entries, run.comparison_dir)
+    print_comparison(table)
     _stage("5/5 report and model card")
     from ..reporting.card import write_model_card
 

@@ -12,14 +12,26 @@ import yaml
 from .errors import SentituneError
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write `text` to a temporary sibling, then rename it over `path` (readers never see half a file)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, folder: str | Path | None = None):
+    """Yield a temporary path in `folder` (default: beside `path`); once the block ends it is renamed over `path`
+    (readers never see half a file), and on error it is removed. `folder` must be on the same file system."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    folder = Path(folder) if folder is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary sibling."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def replace_dir(source: Path, target: Path) -> Path:

@@ -15,11 +15,14 @@ from .splits import (
                      prepare_frames,
                      prepare_splits,
                      sample_per_class,
+                     sampling_note,
                      scoring_frame,
                      stratified_sample,
 )
 from .tokenize import (
                      TRUNCATIONS,
+                     decided_max_length,
+                     model_token_limit,
                      special_tokens_around,
                      token_length_percentile,
                      tokenize_function,
@@ -27,7 +30,8 @@ from .tokenize import (
                      truncate_ids,
 )
 
-__all__ = ["DATA_ENV", "DEFAULT_HUB_DATASET", "LOCAL_FORMS", "TRUNCATIONS", "DataConfig", "check_classes", "clean_text",
-           "default_data", "examples_descriptor", "holdout_mask", "prepare_frames", "prepare_splits", "read_source",
-           "read_table", "sample_per_class", "scoring_frame", "special_tokens_around", "stratified_sample",
-           "token_length_percentile", "tokenize_function", "tokenize_splits", "truncate_ids"]
+__all__ = ["DATA_ENV", "DEFAULT_HUB_DATASET", "DataConfig", "LOCAL_FORMS", "TRUNCATIONS", "check_classes",
+           "clean_text", "decided_max_length", "default_data", "examples_descriptor", "holdout_mask",
+           "model_token_limit", "prepare_frames", "prepare_splits", "read_source", "read_table", "sample_per_class",
+           "sampling_note", "scoring_frame", "special_tokens_around", "stratified_sample", "token_length_percentile",
+           "tokenize_function", "tokenize_splits", "truncate_ids"]

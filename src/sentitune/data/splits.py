@@ -17,25 +17,22 @@ from ..core.labels import LabelScheme, infer_scheme
 from .config import DataConfig
 from .sources import read_source
 
-_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
+BREAK_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)
+WHITESPACE = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:
     """HTML entities to characters, <br /> tags to spaces, runs of whitespace to one space."""
-    return _SPACES.sub(" ", _BR.sub(" ", html.unescape(text))).strip()
+    return WHITESPACE.sub(" ", BREAK_TAGS.sub(" ", html.unescape(text))).strip()
 
 
-def sample_per_class(df: pd.DataFrame, per_class: int | None, seed: int, where: str | None = None) -> pd.DataFrame:
-    """`per_class` random rows of each class (all rows when None). With `where`, a class that has fewer rows is an
-    error naming it; without, such a class keeps all its rows."""
+def sample_per_class(df: pd.DataFrame, per_class: int | None, seed: int, short: dict | None = None) -> pd.DataFrame:
+    """`per_class` random rows of each class (all rows when None). A class with fewer rows keeps all of them (small
+    or imbalanced data); `short`, when given, receives {class id: rows it had} for each such class."""
     if per_class is None:
         return df
-    counts = df["label"].value_counts()
-    short = {int(k): int(v) for k, v in counts.items() if v < per_class}
-    if short and where:
-        raise SentituneError(f"{where}: asked for {per_class} per class but only {short} available; "
-                             "lower the *_per_class setting.")
+    if short is not None:
+        short.update({int(k): int(v) for k, v in df["label"].value_counts().items() if v < per_class})
     parts = [g.sample(n=min(per_class, len(g)), random_state=seed) for _, g in df.groupby("label")]
     return pd.concat(parts).sort_values("idx", ignore_index=True)
 
@@ -149,11 +146,14 @@ def prepare_frames(cfg: DataConfig,
         train, validation = train[~held].reset_index(drop=True), train[held]
         if "movie" in train.columns:
             report["validation_grouped_by"] = "movie"
-    train = stratified_sample(sample_per_class(train, cfg.train_per_class, cfg.seed, f"{cfg.data} [train]"),
-                              cfg.train_examples, cfg.seed)
-    out = {"train": train,
-           "validation": sample_per_class(validation, cfg.validation_per_class, cfg.seed, f"{cfg.data} [validation]"),
-           "test": sample_per_class(test, cfg.test_per_class, cfg.seed, f"{cfg.data} [test]")}
+    report["available"] = {k: {int(c): int(n) for c, n in v["label"].value_counts().sort_index().items()}
+                           for k, v in (("train", train), ("validation", validation), ("test", test))}
+    short: dict = {"train": {}, "validation": {}, "test": {}}
+    out = {"train": stratified_sample(sample_per_class(train, cfg.train_per_class, cfg.seed, short["train"]),
+                                      cfg.train_examples, cfg.seed),
+           "validation": sample_per_class(validation, cfg.validation_per_class, cfg.seed, short["validation"]),
+           "test": sample_per_class(test, cfg.test_per_class, cfg.seed, short["test"])}
+    report["short_classes"] = {k: v for k, v in short.items() if v}
     for split, df in out.items():
         check_classes(df, split, cfg.data, scheme)
     if cfg.validation_in_train:
@@ -169,6 +169,20 @@ def prepare_frames(cfg: DataConfig,
     return out, report
 
 
+def sampling_note(report: dict, cfg: DataConfig) -> str | None:
+    """One line saying which classes had fewer rows than the per-class sizes asked for (all of them were taken),
+    or None when every class had enough."""
+    names = LabelScheme.from_dict(report["labels"]).names
+    asked = {"train": cfg.train_per_class, "validation": cfg.validation_per_class, "test": cfg.test_per_class}
+    parts = [f"{split}: all {n:,} of {names[c]}" for split, short in report.get("short_classes", {}).items()
+             for c, n in sorted(short.items())]
+    if not parts:
+        return None
+    sizes = ", ".join(f"{split} {asked[split]:,}" for split in report["short_classes"])
+    return (f"{cfg.data}: some classes have fewer rows than the per-class sizes asked for ({sizes}), so each keeps "
+            f"what it has ({'; '.join(parts)}); the rest is a per-class sample.")
+
+
 def scoring_frame(cfg: DataConfig, split: str = "test") -> tuple[pd.DataFrame, dict]:
     """One whole split of a labelled dataset to score with a trained model (a single file counts as that split):
     labels encoded, text cleaned, `test_per_class` sampled when set; the frame and a report with its labels."""
@@ -182,15 +196,16 @@ def scoring_frame(cfg: DataConfig, split: str = "test") -> tuple[pd.DataFrame, d
     frame = encode_labels(frame, scheme, cfg, f"{cfg.data} [{split}]")
     if cfg.clean:
         frame = frame.assign(text=frame["text"].map(clean_text))
-    frame = sample_per_class(frame, cfg.test_per_class, cfg.seed, f"{cfg.data} [{split}]")
+    frame = sample_per_class(frame, cfg.test_per_class, cfg.seed)
     return frame.reset_index(drop=True), {"source": cfg.data, "labels": scheme.to_dict(), "rows": {split: len(frame)}}
 
 
-def prepare_splits(cfg: DataConfig):
-    """`prepare_frames` as a `datasets.DatasetDict` (train/validation/test) plus the report."""
+def prepare_splits(cfg: DataConfig, frames: dict[str, pd.DataFrame] | None = None):
+    """`prepare_frames` as a `datasets.DatasetDict` (train/validation/test) plus the report; `frames`: the source
+    as `read_source` returned it, when the caller has read it already."""
     import datasets
 
-    frames, report = prepare_frames(cfg)
+    frames, report = prepare_frames(cfg, frames)
     dd = datasets.DatasetDict({k: datasets.Dataset.from_pandas(v, preserve_index=False) for k, v in frames.items()})
     return dd, report
 

@@ -78,12 +78,21 @@ def stats_table(stats: dict):
                 if "train_texts_in_test" in stats else ""))
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("split")
-    for column in ("rows", "neg", "pos", "dup", "p50", "p90", "p99", ">256", ">512"):
+    labels = label_columns(stats)
+    for column in ("rows", *labels.values(), "dup", "p50", "p90", "p99", ">256", ">512"):
         table.add_column(column, justify="right")
     for split, entry in stats["splits"].items():
         tok = stats.get("tokens", {}).get(split)
         cells = [f"{tok['p50']:.0f}", f"{tok['p90']:.0f}", f"{tok['p99']:.0f}", f"{tok['share_over_256']:.1%}",
                  f"{tok['share_over_512']:.1%}"] if tok else [""] * 5
-        table.add_row(split, f"{entry['rows']:,}", f"{entry['labels'].get(0, 0):,}", f"{entry['labels'].get(1, 0):,}",
+        table.add_row(split, f"{entry['rows']:,}", *(f"{entry['labels'].get(k, 0):,}" for k in labels),
                       str(entry["duplicate_texts"]), *cells)
     return table
+
+
+def label_columns(stats: dict) -> dict:
+    """{label value: column header} for every label of the labelled splits, in order (0/1 read as neg/pos); an
+    unlabelled split's placeholder label is no class."""
+    values = sorted({k for split, entry in stats["splits"].items() if split != "unsupervised" for k in entry["labels"]},
+                    key=lambda v: (str(type(v)), v))
+    return {0: "neg", 1: "pos"} if values == [0, 1] else {v: str(v) for v in values}

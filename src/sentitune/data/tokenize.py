@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from ..core.errors import SentituneError
+from ..core.io import atomic_file
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 
@@ -50,7 +51,7 @@ def tokenize_function(tokenizer, max_length: int, truncation: str):
     return tokenize
 
 
-def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = "head+tail",
+def tokenize_splits(splits, tokenizer, max_length: int, truncation: str = "head+tail",
                     cache_dir: str | None = None, use_cache: bool = True):
     """Tokenize every split through `datasets.map`, cached on disk by content, tokenizer and settings.
 
@@ -66,10 +67,9 @@ def tokenize_splits(splits, tokenizer, max_length: int = 256, truncation: str = 
         key = hashlib.sha256(f"{ds._fingerprint}|{vocab}|{max_length}|{truncation}".encode()).hexdigest()[:20]
         target = cache / f"{key}.arrow"
         if use_cache and not target.exists():
-            with writer_folder(cache) as tmp:  # datasets writes a temporary file beside its target
-                ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(tmp / target.name),
-                       desc=f"tokenize {split}")
-                os.replace(tmp / target.name, target)
+            # datasets writes a temporary file beside its target: in a folder of this process, not in the cache
+            with writer_folder(cache) as folder, atomic_file(target, folder) as tmp:
+                ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(tmp), desc=f"tokenize {split}")
         out[split] = ds.map(fn, batched=True, batch_size=1000, cache_file_name=str(target) if use_cache else None,
                             load_from_cache_file=use_cache, desc=f"tokenize {split}")
     return type(splits)(out)
@@ -109,6 +109,31 @@ def tokenizer_digest(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     content = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+# head+tail at 256 tokens matched 512 on IMDB within noise (docs/results.md), at half the cost
+AUTO_MAX_LENGTH_CAP = 256
+
+
+def model_token_limit(tokenizer) -> int:
+    """The most tokens the model reads at once: its tokenizer's limit, at most 512."""
+    return min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+
+
+def decided_max_length(requested: int | None, texts, tokenizer, flag: str = "--max-length") -> dict:
+    """The one decision of how many tokens a model reads, as {value, source}: `requested` when given (checked
+    against the model's limit), else the texts' 99th percentile of token lengths rounded up to a multiple of 8,
+    at most AUTO_MAX_LENGTH_CAP and the model's limit. Training decides it once; the run's config and the saved
+    model record it, and everything after reads it back."""
+    limit = model_token_limit(tokenizer)
+    if requested is not None:
+        if requested > limit:
+            raise SentituneError(f"{flag} {requested}: the model reads at most {limit} tokens; use {limit} or less.")
+        return {"value": int(requested), "source": "config"}
+    p99 = token_length_percentile(texts, tokenizer, 99)
+    cap = min(AUTO_MAX_LENGTH_CAP, limit)
+    return {"value": min(max(8, -(-p99 // 8) * 8), cap),
+            "source": f"99th percentile of training token lengths ({p99}), rounded up to 8, at most {cap}"}
 
 
 def token_length_percentile(texts: list[str], tokenizer, q: float = 99) -> int:

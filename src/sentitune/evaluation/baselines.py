@@ -181,17 +181,21 @@ class Network:
     model: object
     tokenizer: object
     runtime: Runtime
+    max_length: int
     batch_size: int = 32
-    max_length: int = 256
     truncation: str = "head+tail"
 
     @classmethod
     def load(cls, name: str, auto_class, runtime: Runtime, flag: str, trust_remote_code: bool = False,
-             **settings) -> "Network":
+             max_length: int | None = None, texts=(), **settings) -> "Network":
+        """The model `name`, reading `max_length` tokens per text (None: decided from `texts` as training
+        decides it, `data.decided_max_length`)."""
+        from ..data import decided_max_length
         from ..models.loading import load_pretrained, load_tokenizer
 
         model = load_pretrained(name, auto_class, trust_remote_code, flag=flag).to(runtime.device).eval()
-        return cls(model, load_tokenizer(name, trust_remote_code, flag=flag), runtime, **settings)
+        tokenizer = load_tokenizer(name, trust_remote_code, flag=flag)
+        return cls(model, tokenizer, runtime, decided_max_length(max_length, texts, tokenizer)["value"], **settings)
 
     def rows(self, texts: list[str], reduce: Callable) -> np.ndarray:
         """`reduce(outputs, attention_mask)` per text, texts cut to `max_length` tokens the way fine-tuning cuts
@@ -386,7 +390,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 def fit_base(frames: dict[str, pd.DataFrame], labels: LabelScheme, model: str | None = None,
              probe_per_class: int | None = 2000, descriptions: tuple[str, ...] | None = None, batch_size: int = 32,
-             max_length: int = 256, seed: int = 42, precision: str = "auto", runtime: Runtime | None = None,
+             max_length: int | None = None, seed: int = 42, precision: str = "auto", runtime: Runtime | None = None,
              trust_remote_code: bool = False, **_) -> Baseline:
     """Base encoder: zero-shot by similarity to class descriptions, and a linear probe on frozen embeddings."""
     from transformers import AutoModel
@@ -401,7 +405,7 @@ def fit_base(frames: dict[str, pd.DataFrame], labels: LabelScheme, model: str | 
                              f"{list(labels.names)}; give one per class, in class order.")
     model = model or default_model()
     net = Network.load(model, AutoModel, runtime or Runtime.resolve(precision), "--base-model", trust_remote_code,
-                       batch_size=batch_size, max_length=max_length)
+                       max_length, frames["train"]["text"], batch_size=batch_size)
 
     def embed(texts: list[str]) -> np.ndarray:
         return normalize(net.rows(texts, mean_pool))
@@ -549,8 +553,8 @@ def validation_threshold(net: Network, frames: dict[str, pd.DataFrame], stars: n
 
 
 def fit_star(frames: dict[str, pd.DataFrame], labels: LabelScheme, model: str = STAR_MODEL,
-             threshold: float | None = None, batch_size: int = 16, max_length: int = 256, precision: str = "auto",
-             runtime: Runtime | None = None, trust_remote_code: bool = False, **_) -> Baseline:
+             threshold: float | None = None, batch_size: int = 16, max_length: int | None = None,
+             precision: str = "auto", runtime: Runtime | None = None, trust_remote_code: bool = False, **_) -> Baseline:
     """Star-rating model, zero-shot: native or mapped onto the task's classes (binary: three threshold variants)."""
     from transformers import AutoModelForSequenceClassification
 
@@ -566,7 +570,7 @@ def fit_star(frames: dict[str, pd.DataFrame], labels: LabelScheme, model: str = 
         return not_applicable("star", f"{len(stars)} star ratings map onto two, three or {len(stars)} classes, "
                                       f"not the {labels.n} classes {list(labels.names)}")
     net = Network.load(model, AutoModelForSequenceClassification, runtime or Runtime.resolve(precision), "--star-model",
-                       trust_remote_code, batch_size=batch_size, max_length=max_length)
+                       trust_remote_code, max_length, frames["train"]["text"], batch_size=batch_size)
     default = threshold if threshold is not None else float((stars.min() + stars.max()) / 2)
     extra = {"model": model_id(model), "stars": stars.tolist(), **net.describe()}
     if labels.binary:

@@ -20,6 +20,7 @@ from ..core.errors import SentituneError
 from ..core.labels import LabelScheme
 
 FINE_TUNED = "fine-tuned"
+ENSEMBLE = "ensemble"  # a fine-tuned run averaged with a baseline: neither the model alone nor a baseline
 METRIC_KEYS = ("n", "accuracy", "accuracy_ci95", "f1_macro", "f1_macro_ci95", "recall_macro", "recall_macro_ci95",
                "f1_weighted")
 BINARY_KEYS = ("f1", "precision", "recall", "roc_auc")
@@ -204,8 +205,9 @@ def paired_tests(entry: dict, reference: dict, same_examples: bool, k: int) -> t
 
 
 def best_baseline(entries: list[dict], ranked_by: str | None = None) -> dict | None:
-    """The baseline (any entry that is not fine-tuned) with the highest `ranked_by` (default: `ranking_metric`)."""
-    baselines = [e for e in entries if e["kind"] != FINE_TUNED]
+    """The baseline (any entry neither fine-tuned nor an ensemble) with the highest `ranked_by` (default:
+    `ranking_metric`)."""
+    baselines = [e for e in entries if e["kind"] not in (FINE_TUNED, ENSEMBLE)]
     if not baselines:
         return None
     ranked_by = ranked_by or ranking_metric(common_scheme(entries))
@@ -248,7 +250,39 @@ def comparison(entries: list[dict], allow_different_examples: bool = False) -> d
     return {"labels": scheme.to_dict(), "ranked_by": ranked_by,
             "best_baseline": reference["name"] if reference else None, "same_examples": same,
             "examples": entries[0].get("examples") if same else None, "rows": rows,
-            "headline": headline(rows, reference, ranked_by)}
+            "headline": headline(rows, reference, ranked_by), **decision(rows, reference, ranked_by)}
+
+
+WINS, TIE, LOSES = "fine-tuned wins", "tie: pick by speed/size", "baseline wins"
+
+
+def decision(rows: list[dict], reference: dict | None, ranked_by: str = "accuracy") -> dict:
+    """{decision, advice}: the best fine-tuned entry against the best baseline, as a choice a user makes. It wins or
+    loses only where the paired test says so at 5% (McNemar on accuracy for two classes, the bootstrap of macro-F1
+    above); otherwise it is a tie, and the advice names the faster and smaller of the two."""
+    tuned = next((r for r in rows if r["kind"] == FINE_TUNED), None)
+    if tuned is None or reference is None or tuned["delta_accuracy_vs_best_baseline"] is None:
+        return {"decision": None, "advice": None}
+    ref = next(r for r in rows if r["name"] == reference["name"])
+    test = tuned["mcnemar_vs_best_baseline"] if ranked_by == "accuracy" else bootstrap_of(tuned)
+    delta = tuned["delta_accuracy_vs_best_baseline"] if ranked_by == "accuracy" else test.get("delta")
+    p = test.get("p_value")
+    choice = TIE if p is None or p >= 0.05 or not delta else WINS if delta > 0 else LOSES
+    if choice == WINS:
+        return {"decision": choice, "advice": f"deploy {tuned['name']}: it is the more accurate, beyond noise."}
+    how = "more accurate, beyond noise" if choice == LOSES else "as accurate within noise"
+    edge = [f"{ratio:.0f}x {word}" for ratio, word in (
+        (ratio_of(ref["examples_per_s"], tuned["examples_per_s"]), "faster"),
+        (ratio_of(tuned["model_size_mb"], ref["model_size_mb"]), "smaller")) if ratio and ratio >= 1.5]
+    if choice == TIE and not edge:
+        return {"decision": choice, "advice": f"{tuned['name']} and {ref['name']} are as accurate within noise; "
+                                              "pick either by what you deploy on."}
+    return {"decision": choice, "advice": f"{ref['name']} is the better choice on this machine: {how}"
+                                          + (f", {' and '.join(edge)}" if edge else "") + "."}
+
+
+def ratio_of(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
 
 
 def headline(rows: list[dict], reference: dict | None, ranked_by: str = "accuracy") -> str:

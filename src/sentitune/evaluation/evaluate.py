@@ -214,7 +214,7 @@ def temperature_section(validation: pd.DataFrame, evaluated: pd.DataFrame, label
             "bins_after": calibration_bins(y, after)}
 
 
-def analyze(frame: pd.DataFrame, labels: LabelScheme, validation: pd.DataFrame | None = None, max_length: int = 256,
+def analyze(frame: pd.DataFrame, labels: LabelScheme, max_length: int, validation: pd.DataFrame | None = None,
             top_n: int = 10, temperature: bool = True) -> dict:
     """Everything the report needs from one scored split: metrics, calibration, temperature, slices, errors."""
     y, probs = frame["label"].to_numpy(int), probabilities(frame)
@@ -294,7 +294,7 @@ def evaluate_run(run_dir: str | Path, data_cfg=None, split: str = "test", top_n:
     if frame.empty:
         raise SentituneError(f"{run.predictions_path}: no rows for split '{split}'; choose validation or test.")
     evaluation = {"run": config.name or run.name, "split": split, "data": source, "examples": examples,
-                  **analyze(frame, labels, validation, config.max_length or 256, top_n, temperature)}
+                  **analyze(frame, labels, config.max_length, validation, top_n, temperature)}
     evaluation["matches_metrics_json"] = (matches(evaluation["metrics"], recorded.get(split))
                                           if data_cfg is None else None)
     evaluation["explanations"] = error_explanations(run, frame, evaluation, labels, top_n, explain_errors)

@@ -61,25 +61,25 @@ def score_file(model_dir: str | Path, input: str | Path, output: str | Path, tex
     from ..models.loading import model_folder
 
     start = time.perf_counter()
-    job = _job(input, output, text_column, chunk_size, resume, overwrite)
+    job = checked_job(input, output, text_column, chunk_size, resume, overwrite)
     model_dir = model_folder(model_dir)
     chunks = _chunks(job)
     first = next(chunks)
     _check_text_column(first, job)
     model = _load_model(model_dir, backend)
-    scorer = _Scorer(model, batch_size, windows)
+    scorer = Scorer(model, batch_size, windows)
     scorer.check_columns(first, job)
-    _check_writable(first.schema, job)
+    check_writable(first.schema, job)
     load_s = time.perf_counter() - start
-    done = _prepared_parts(job, _manifest(job, model_dir, backend, windows), resume)
+    done = prepared_parts(job, manifest_of(job, model_dir, backend, windows), resume)
     try:
-        with _progress_bar(progress, job) as bar:
-            rows = _run(job, _chained(first, chunks), scorer, done, bar)
+        with progress_bar(progress, job) as bar:
+            rows = score_chunks(job, _chained(first, chunks), scorer, done, bar)
     except BaseException:
         _drop_empty_parts(job)
         raise
     if job.output is not None:
-        _assemble(job, scorer.names)
+        assemble(job, scorer.names)
     seconds = time.perf_counter() - start
     return {"input": job.input_name, "output": "stdout" if job.output is None else str(job.output),
             "rows": rows, "scored": scorer.scored, "empty": scorer.empty, "parts_reused": len(done),
@@ -87,7 +87,7 @@ def score_file(model_dir: str | Path, input: str | Path, output: str | Path, tex
             "texts_per_s": scorer.scored / scorer.seconds if scorer.seconds else None}
 
 
-def _job(input: str | Path, output: str | Path, text_column: str, chunk_size: int, resume: bool,
+def checked_job(input: str | Path, output: str | Path, text_column: str, chunk_size: int, resume: bool,
          overwrite: bool) -> Job:
     """The checked job: known formats, an existing input, and an output that may be written."""
     if chunk_size < 1:
@@ -120,7 +120,7 @@ def _job(input: str | Path, output: str | Path, text_column: str, chunk_size: in
 # --- the work folder: parts and the manifest that ties them to one input, model and settings -------------
 
 
-def _manifest(job: Job, model_dir: Path, backend: str, windows: bool) -> dict:
+def manifest_of(job: Job, model_dir: Path, backend: str, windows: bool) -> dict:
     """What the parts depend on: the input file (size and time), the model's files, and the settings."""
     stat = job.input.stat() if job.input else None
     return {"input": str(job.input.resolve()) if job.input else STDIO,
@@ -135,7 +135,7 @@ def _file_stamps(folder: Path) -> dict[str, list[int]]:
     return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(files)}
 
 
-def _prepared_parts(job: Job, manifest: dict, resume: bool) -> set[int]:
+def prepared_parts(job: Job, manifest: dict, resume: bool) -> set[int]:
     """Indices of the chunks already scored (resume), after creating or checking the parts folder."""
     if job.output is None:
         return set()
@@ -179,7 +179,7 @@ def _part_index(path: Path) -> int:
     return int(path.stem.split("-", 1)[1])
 
 
-def _write_part(job: Job, index: int, table: pa.Table) -> None:
+def write_part(job: Job, index: int, table: pa.Table) -> None:
     """Write a temporary part and rename it: a part that exists is complete."""
     final = _part_path(job, index)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -211,7 +211,7 @@ def _parquet_chunks(job: Job) -> Iterator[pa.Table]:
         batches = pq.ParquetFile(job.input).iter_batches(batch_size=job.chunk_size)
         yield from _rechunked(batches, job.chunk_size)
     except (pa.ArrowException, OSError) as exc:
-        raise SentituneError(f"--input {job.input}: not a readable parquet file ({_first_line(exc)}).") from None
+        raise SentituneError(f"--input {job.input}: not a readable parquet file ({first_line(exc)}).") from None
 
 
 def _rechunked(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
@@ -242,20 +242,20 @@ def _csv_chunks(job: Job) -> Iterator[pa.Table]:
         raise SentituneError(f"--input {job.input}: invalid UTF-8; re-encode the file as UTF-8.") from None
     except (ValueError, pd.errors.ParserError) as exc:
         raise SentituneError(f"--input {job.input}: cannot parse as {job.input.suffix[1:].upper()} "
-                             f"({_first_line(exc)}).") from None
+                             f"({first_line(exc)}).") from None
 
 
 def _lines(job: Job) -> Iterator[tuple[int, str]]:
     """(line number, line) of the input, split on newlines only; blank lines skipped."""
     stream = sys.stdin if job.input is None else open(job.input, "rb")
     try:
-        yield from _numbered_lines(getattr(stream, "buffer", stream), job)
+        yield from numbered_lines(getattr(stream, "buffer", stream), job)
     finally:
         if job.input is not None:
             stream.close()
 
 
-def _numbered_lines(lines: Iterable[bytes | str], job: Job) -> Iterator[tuple[int, str]]:
+def numbered_lines(lines: Iterable[bytes | str], job: Job) -> Iterator[tuple[int, str]]:
     """(line number, line) of raw lines as a binary file yields them (also in the Ray engine's read tasks): UTF-8
     decoded, line ends stripped, blank lines skipped."""
     for number, raw in enumerate(lines, 1):
@@ -301,7 +301,7 @@ def _record(line: str, job: Job, number: int) -> dict:
         record = json.loads(line)
     except ValueError as exc:
         hint = " (a JSON array: write one object per line)" if number == 1 and line.lstrip().startswith("[") else ""
-        raise SentituneError(f"--input {job.input_name}: line {number} is not JSON{hint} ({_first_line(exc)}).") \
+        raise SentituneError(f"--input {job.input_name}: line {number} is not JSON{hint} ({first_line(exc)}).") \
             from None
     if not isinstance(record, dict):
         kind = "array" if isinstance(record, list) else type(record).__name__
@@ -315,10 +315,10 @@ def _records_table(records: list[dict], job: Job, first: int, last: int) -> pa.T
         return pa.Table.from_struct_array(pa.array(records))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SentituneError(f"--input {job.input_name}: lines {first}-{last} mix value types in one field "
-                             f"({_first_line(exc)}); give each field one type.") from None
+                             f"({first_line(exc)}); give each field one type.") from None
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
@@ -340,7 +340,7 @@ def _check_text_column(table: pa.Table, job: Job) -> None:
                              "text; pass the text column with --text-column.")
 
 
-def _row_estimate(job: Job) -> int | None:
+def row_estimate(job: Job) -> int | None:
     """Rows to expect: exact for parquet (metadata), newlines for text formats (quoted newlines in a CSV
     make it an overestimate, corrected at the end); None for stdin."""
     if job.input is None:
@@ -369,7 +369,7 @@ def result_columns(names: tuple[str, ...]) -> list[str]:
     return ["label", "confidence", *(f"prob_{n}" for n in names)]
 
 
-class _Scorer:
+class Scorer:
     """Scores chunks with one model; counts texts and the seconds spent in the model."""
 
     def __init__(self, model, batch_size: int | None, windows: bool):
@@ -400,10 +400,10 @@ class _Scorer:
             self.seconds += time.perf_counter() - start
         self.scored += int(keep.sum())
         self.empty += int((~keep).sum())
-        return _with_results(table, probs, keep, self.names, self.columns)
+        return with_results(table, probs, keep, self.names, self.columns)
 
 
-def _with_results(table: pa.Table, probs: np.ndarray, keep: np.ndarray, names: tuple[str, ...],
+def with_results(table: pa.Table, probs: np.ndarray, keep: np.ndarray, names: tuple[str, ...],
                   columns: list[str]) -> pa.Table:
     """`table` with label, confidence and the probabilities appended; null where `keep` is False."""
     missing = ~keep
@@ -415,7 +415,7 @@ def _with_results(table: pa.Table, probs: np.ndarray, keep: np.ndarray, names: t
     return table
 
 
-def _run(job: Job, chunks: Iterator[pa.Table], scorer: _Scorer, done: set[int], bar: "_NoBar") -> int:
+def score_chunks(job: Job, chunks: Iterator[pa.Table], scorer: Scorer, done: set[int], bar: "_NoBar") -> int:
     """Score each chunk not already done into its part (or straight to stdout); returns the rows read."""
     rows = 0
     for index, table in enumerate(chunks):
@@ -428,7 +428,7 @@ def _run(job: Job, chunks: Iterator[pa.Table], scorer: _Scorer, done: set[int], 
             _write_json_lines(scored, sys.stdout)
             sys.stdout.flush()
         else:
-            _write_part(job, index, scored)
+            write_part(job, index, scored)
         bar.advance(len(table))
     bar.finish(rows)
     return rows
@@ -443,7 +443,7 @@ def _drop_empty_parts(job: Job) -> None:
 # --- writing the output from the parts ------------------------------------------------------------------
 
 
-def _assemble(job: Job, names: tuple[str, ...]) -> None:
+def assemble(job: Job, names: tuple[str, ...]) -> None:
     """Write the output from the parts into a temporary file in the parts folder, rename it into place, and
     remove the parts folder."""
     parts = sorted(job.parts_dir.glob(PART_GLOB), key=_part_index)
@@ -473,7 +473,7 @@ def _output_schema(parts: list[Path], results: list[str], job: Job) -> pa.Schema
                                   promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SentituneError(f"--input {job.input_name}: a column holds different types in different rows "
-                             f"({_first_line(exc)}); give each column one type.") from None
+                             f"({first_line(exc)}); give each column one type.") from None
     fields = [f for f in schema if f.name not in results] + [schema.field(n) for n in results]
     return pa.schema(fields)
 
@@ -491,7 +491,7 @@ def _write_parquet(parts: list[Path], schema: pa.Schema, path: Path) -> None:
             writer.write_table(_conformed(pq.read_table(part), schema))
 
 
-def _check_writable(schema: pa.Schema, job: Job) -> None:
+def check_writable(schema: pa.Schema, job: Job) -> None:
     """A CSV/TSV output cannot hold lists or objects (checked on the first chunk, and again before writing)."""
     nested = [f.name for f in schema if pa.types.is_nested(f.type)]
     if nested and job.output is not None and job.output.suffix.lower() in {".csv", ".tsv"}:
@@ -502,7 +502,7 @@ def _check_writable(schema: pa.Schema, job: Job) -> None:
 def _write_csv(parts: list[Path], schema: pa.Schema, path: Path, delimiter: str, job: Job) -> None:
     import pyarrow.csv as pcsv
 
-    _check_writable(schema, job)
+    check_writable(schema, job)
     with open(path, "wb") as file:
         for index, part in enumerate(parts):
             options = pcsv.WriteOptions(include_header=index == 0, delimiter=delimiter)
@@ -583,5 +583,5 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-def _progress_bar(enabled: bool, job: Job) -> _NoBar:
-    return _Bar(_row_estimate(job)) if enabled else _NoBar()
+def progress_bar(enabled: bool, job: Job) -> _NoBar:
+    return _Bar(row_estimate(job)) if enabled else _NoBar()

@@ -2,7 +2,7 @@
 
 The local engine's job (`inference.batch`) with the scoring spread over a Ray cluster: Ray Data reads the input in
 blocks, a fixed pool of `workers` actors, each holding one model, scores them with the local engine's scorer
-(`batch._Scorer`: the same result columns), and this process takes the scored blocks back in input order and
+(`batch.Scorer`: the same result columns), and this process takes the scored blocks back in input order and
 writes them as the local engine does (parts in `.<output>.parts/`, assembled into one output file renamed into
 place, or JSON lines on stdout). Ray Data's own writers are not used: in Ray 2.60 they wrote rows out of input
 order even with `preserve_order` set, and scoring is slow enough that one writer keeps up with many actors.
@@ -28,28 +28,28 @@ import numpy as np
 import pyarrow as pa
 
 from ..core.errors import SentituneError
+from ..core.extras import require
 from .batch import (
     DEFAULT_CHUNK_SIZE,
     STDIO,
     Job,
-    _assemble,
-    _check_writable,
-    _first_line,
-    _job,
-    _manifest,
-    _numbered_lines,
-    _prepared_parts,
-    _progress_bar,
-    _row_estimate,
-    _run,
-    _Scorer,
-    _with_results,
-    _write_part,
+    Scorer,
+    assemble,
+    check_writable,
+    checked_job,
+    first_line,
+    manifest_of,
+    numbered_lines,
+    prepared_parts,
+    progress_bar,
     result_columns,
+    row_estimate,
+    score_chunks,
+    with_results,
+    write_part,
 )
 
 DEFAULT_WORKERS = 2
-INSTALL_HINT = "pip install 'sentitune[ray]'"
 
 
 def score_file_ray(model_dir: str | Path, input: str | Path, output: str | Path, text_column: str = "text",
@@ -66,18 +66,18 @@ def score_file_ray(model_dir: str | Path, input: str | Path, output: str | Path,
     model_dir = model_folder(model_dir)
     ray = _ray()
     rows_per_call, block_bytes = _blocks(job, workers)
-    _prepared_parts(job, {**_manifest(job, model_dir, backend, windows), "engine": "ray"}, resume=False)
+    prepared_parts(job, {**manifest_of(job, model_dir, backend, windows), "engine": "ray"}, resume=False)
     tally = _Tally()
     try:
         with _ray_session(ray, address), _data_context(ray, block_bytes), _user_errors(job), \
-                _progress_bar(progress, job) as bar:
+                progress_bar(progress, job) as bar:
             cpus, threads = _actor_resources(ray, workers, threads)
             actor = {"model_dir": str(model_dir.resolve()), "backend": backend, "threads": threads,
                      "batch_size": batch_size, "windows": windows, "job": job}
             scored = _dataset(ray, job).map_batches(_ModelActor, batch_format="pyarrow", batch_size=rows_per_call,
                                                     compute=ray.data.ActorPoolStrategy(size=workers),
                                                     num_cpus=cpus, fn_constructor_kwargs=actor)
-            rows = _run(job, scored.iter_batches(batch_size=None, batch_format="pyarrow"), tally, set(), bar)
+            rows = score_chunks(job, scored.iter_batches(batch_size=None, batch_format="pyarrow"), tally, set(), bar)
         if job.output is not None:
             _assemble_output(job, _label_names(model_dir), rows)
     except BaseException:
@@ -101,16 +101,15 @@ def _ray_job(input: str | Path, output: str | Path, text_column: str, chunk_size
         raise SentituneError(f"--workers {workers}: must be at least 1.")
     if threads is not None and threads < 1:
         raise SentituneError(f"--threads {threads}: must be at least 1 (or left out: the actor's CPU share).")
-    return _job(input, output, text_column, chunk_size, resume=False, overwrite=overwrite)
+    return checked_job(input, output, text_column, chunk_size, resume=False, overwrite=overwrite)
 
 
 def _ray():
     """The ray module with Ray Data, or a one-line error naming the extra to install."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise SentituneError(f"--engine ray: Ray Data is not installed; {INSTALL_HINT}.") from None
+    require("ray", what="--engine ray")
+    import ray
+    import ray.data  # noqa: F401
+
     return ray
 
 
@@ -131,8 +130,8 @@ def _ray_session(ray, address: str | None) -> Iterator[None]:
                      logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if not address:
-            raise SentituneError(f"--engine ray: a local Ray instance did not start ({_first_line(exc)}).") from None
-        raise SentituneError(f"--ray-address {address}: cannot join Ray ({_first_line(exc)}); start a cluster "
+            raise SentituneError(f"--engine ray: a local Ray instance did not start ({first_line(exc)}).") from None
+        raise SentituneError(f"--ray-address {address}: cannot join Ray ({first_line(exc)}); start a cluster "
                              "with `ray start --head`, or leave --ray-address out for a local instance.") from None
     try:
         yield
@@ -195,10 +194,10 @@ class _ModelActor:
         from .predict import SentimentModel
 
         model = SentimentModel.from_pretrained(model_dir, backend=backend, runtime=Runtime.resolve(threads=threads))
-        self.scorer, self.job = _Scorer(model, batch_size, windows), job
+        self.scorer, self.job = Scorer(model, batch_size, windows), job
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        _check_writable(table.schema, self.job)
+        check_writable(table.schema, self.job)
         return self.scorer(table, self.job)
 
 
@@ -219,9 +218,9 @@ def _assemble_output(job: Job, names: tuple[str, ...], rows: int) -> None:
     output: the text column and the result columns, empty."""
     if not rows:
         empty = pa.table({job.text_column: pa.array([], pa.string())})
-        _write_part(job, 0, _with_results(empty, np.zeros((0, len(names)), np.float32), np.zeros(0, bool), names,
+        write_part(job, 0, with_results(empty, np.zeros((0, len(names)), np.float32), np.zeros(0, bool), names,
                                           result_columns(names)))
-    _assemble(job, names)
+    assemble(job, names)
 
 
 def _label_names(model_dir: Path) -> tuple[str, ...]:
@@ -239,7 +238,7 @@ def _blocks(job: Job, workers: int) -> tuple[int, int | None]:
     """(rows per actor call, bytes per block): at most --chunk-size rows a call and a share for every actor, in
     blocks of no more than those rows. Ray Data cuts blocks by size (128 MiB) and an actor scores a block whole:
     a file of long texts in one block would keep one actor busy and the others idle."""
-    rows = _row_estimate(job)
+    rows = row_estimate(job)
     if not rows:
         return job.chunk_size, None
     per_call = min(job.chunk_size, -(-rows // workers))
@@ -280,7 +279,7 @@ def _csv_options(job: Job) -> dict:
             names = reader.schema.names
     except (pa.ArrowException, OSError) as exc:
         raise SentituneError(f"--input {job.input}: cannot parse as {job.input.suffix[1:].upper()} "
-                             f"({_first_line(exc)}).") from None
+                             f"({first_line(exc)}).") from None
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
     return {"parse_options": parse, "convert_options": convert}
 
@@ -291,7 +290,7 @@ def _delimiter(path: Path) -> str:
 
 def _text_table(files: pa.Table, job: Job) -> pa.Table:
     """The lines of text files as the local engine splits them: newlines only, blank lines skipped."""
-    lines = [line for raw in files.column("bytes").to_pylist() for _, line in _numbered_lines(io.BytesIO(raw), job)]
+    lines = [line for raw in files.column("bytes").to_pylist() for _, line in numbered_lines(io.BytesIO(raw), job)]
     return pa.table({job.text_column: pa.array(lines, pa.string())})
 
 
@@ -318,7 +317,8 @@ def _user_errors(job: Job) -> Iterator[None]:
         raise
 
 
-_REMOTE_SENTITUNE = re.compile(r"^sentitune\.errors\.SentituneError: (.+)$", re.MULTILINE)
+_REMOTE_SENTITUNE = re.compile(  # the class's own module path, so it follows a move
+    rf"^{re.escape(SentituneError.__module__)}\.SentituneError: (.+)$", re.MULTILINE)
 _REMOTE_ARROW = re.compile(r"^pyarrow\.lib\.Arrow\w*: (.+)$", re.MULTILINE)
 _REMOTE_ERROR = re.compile(r"^[\w.]+(?:Error|Exception): (.+)$", re.MULTILINE)
 

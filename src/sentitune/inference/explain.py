@@ -21,7 +21,7 @@ import torch
 from ..core.colours import background
 from ..core.errors import SentituneError
 from ..data import clean_text, special_tokens_around, tokenize_function, truncate_ids
-from ..data.splits import _BR, _SPACES
+from ..data.splits import BREAK_TAGS, WHITESPACE
 from .predict import SentimentModel
 
 DEFAULT_STEPS = 32
@@ -81,8 +81,8 @@ def cleaned_with_spans(text: str) -> tuple[str, list[Span]]:
     step maps every output character to the input characters it replaced."""
     spans = [(i, i + 1) for i in range(len(text))]
     out, spans = _unescaped(text, spans)
-    out, spans = _substituted(_BR, out, spans)
-    out, spans = _substituted(_SPACES, out, spans)
+    out, spans = _substituted(BREAK_TAGS, out, spans)
+    out, spans = _substituted(WHITESPACE, out, spans)
     start = len(out) - len(out.lstrip())
     end = len(out.rstrip())
     out, spans = out[start:end], spans[start:end]

@@ -18,8 +18,8 @@ from ..core.errors import SentituneError
 from ..core.labels import LabelScheme
 from ..core.machine import Runtime, pick_backend
 from ..core.metrics import softmax
-from ..data import clean_text, special_tokens_around, tokenize_function
-from ..models.exported import exported_backends, onnx_path, require_openvino
+from ..data import clean_text, model_token_limit, special_tokens_around, tokenize_function
+from ..models.exported import exported_backends, onnx_path, require_runtime
 from ..models.loading import load_classifier, load_tokenizer, model_folder
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")
@@ -114,8 +114,6 @@ class OpenVinoClassifier(OnnxClassifier):
     batch_size = 16
 
     def __init__(self, path: Path, config, runtime: Runtime):
-
-        require_openvino("--backend openvino")
         import openvino as ov
 
         settings = {"INFERENCE_PRECISION_HINT": "bf16" if runtime.precision == "bf16" else "f32",
@@ -135,8 +133,9 @@ def _exported_classifier(path: Path, backend: str, trust_remote_code: bool, runt
 
     graph = onnx_path(path, backend)
     if not graph.is_file():
-        flag = " --openvino" if backend == "openvino" else ""
+        flag = f" --backend {backend}" if backend == "openvino" else ""
         raise SentituneError(f"--backend {backend}: {graph} not found; run `sentitune export {path}{flag}` first.")
+    require_runtime(backend, f"--backend {backend}")
     runner = OpenVinoClassifier if backend == "openvino" else OnnxClassifier
     return runner(graph, load_config(str(path), trust_remote_code), runtime)
 
@@ -157,8 +156,8 @@ class SentimentModel:
         self.model, self.tokenizer, self._fast, self.backend = model, tokenizer, None, "torch"
         self.runtime = runtime or Runtime.resolve()
         settings = getattr(model.config, "sentitune", None) or {}
-        self.max_length = int(settings.get("max_length") or getattr(tokenizer, "model_max_length", 512) or 512)
-        self.max_length = min(self.max_length, 512)
+        # what training decided (a model from elsewhere: as many tokens as it reads)
+        self.max_length = int(settings.get("max_length") or model_token_limit(tokenizer))
         self.truncation = settings.get("truncation", "head+tail")
         self.clean = settings.get("clean", True)
         self.labels = LabelScheme.from_model_config(model.config)

@@ -17,10 +17,13 @@ from ..core.io import read_yaml
 from ..data import DataConfig
 from ..models.loading import DEFAULT_MODEL_ID
 
+MAX_EPOCHS = 20  # `min_steps` never asks for more passes over a small data set than this
+
 
 @dataclass
-class TrainConfig:
-    """Everything that decides a fine-tuning run."""
+class TrainingConfig:
+    """What every kind of training shares (fine-tuning, distillation's student, domain adaptation): the model, the
+    data, the optimiser and its schedule, precision, checkpoints. Each field is defined here once."""
 
     name: str = field(default="sentitune", metadata={"help": "Run name: results go to <output_dir>/<name>/."})
     output_dir: str = field(default="runs", metadata={"help": "Folder that holds run folders."})
@@ -28,27 +31,21 @@ class TrainConfig:
         "help": "Hub model id or local folder (default: the offline all-MiniLM-L6-v2)."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow model code from the Hub (off: only transformers' own architectures)."})
-    dropout: float | None = field(default=None, metadata={"help": "Hidden dropout override (None keeps the model's)."})
-    attention_dropout: float | None = field(default=None, metadata={
-        "help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
     attention: str = field(default="auto", metadata={
         "help": "Attention kernel: auto (bf16 matmul attention on CPU up to 256 tokens, ~1.3x faster training than "
                 "SDPA's CPU kernel; SDPA elsewhere), sdpa or eager."})
     max_length: int | None = field(default=None, metadata={
         "help": "Tokens per text, special tokens included (default: the training texts' 99th percentile "
                 "rounded up to 8, at most 256)."})
-    truncation: str = field(default="head+tail", metadata={
-        "help": "Which tokens long reviews keep: head, tail or head+tail."})
     learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
-    layer_lr_decay: float = field(default=1.0, metadata={
-        "help": "Layer-wise learning-rate decay: each encoder layer learns at this factor times the rate of the layer "
-                "above, the embeddings lowest (1.0: off; 0.8-0.95 is usual)."})
-    epochs: float = field(default=1.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training data (ignored when max_steps > 0)."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
     batch_size: int = field(default=16, metadata={"help": "Training examples per device per step."})
-    eval_batch_size: int = field(default=64, metadata={"help": "Examples per batch at evaluation and prediction."})
     gradient_accumulation: int = field(default=1, metadata={
         "help": "Steps whose gradients add up before an optimizer step."})
+    min_steps: int = field(default=0, metadata={
+        "help": "Train at least this many optimizer steps: a small data set gets more epochs (at most 20), and the "
+                "best checkpoint on validation and early stopping then pick where to stop (0: off)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
     scheduler: str = field(default="linear", metadata={
@@ -56,6 +53,47 @@ class TrainConfig:
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), "
                 "bf16, fp16 or fp32."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (train also keeps its best)."})
+    logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
+    seed: int = field(default=42, metadata={"help": "Seed for new weights (a head), masks and data order."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data source and preparation."})
+
+    def epochs_for(self, train_size: int) -> float:
+        """Epochs over `train_size` examples: `epochs`, or more when `min_steps` asks for more steps (small data)."""
+        per_step = self.batch_size * self.gradient_accumulation
+        needed = self.min_steps * per_step / max(train_size, 1)
+        return self.epochs if needed <= self.epochs else min(MAX_EPOCHS, round(needed, 2))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _default(cls, name: str, default):
+    """`cls`'s field `name` with another default and the same help (a subclass that starts elsewhere)."""
+    return field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
+
+
+@dataclass
+class TrainConfig(TrainingConfig):
+    """Everything that decides a fine-tuning run."""
+
+    dropout: float | None = field(default=None, metadata={"help": "Hidden dropout override (None keeps the model's)."})
+    attention_dropout: float | None = field(default=None, metadata={
+        "help": "Attention dropout override (None keeps the model's; 0 is much faster on CPU)."})
+    truncation: str = field(default="head+tail", metadata={
+        "help": "Which tokens long reviews keep: head, tail or head+tail."})
+    layer_lr_decay: float = field(default=1.0, metadata={
+        "help": "Layer-wise learning-rate decay: each encoder layer learns at this factor times the rate of the layer "
+                "above, the embeddings lowest (1.0: off; 0.8-0.95 is usual)."})
+    auto_batch_size: bool = field(default=False, metadata={
+        "help": "Set by --batch-size auto: time a few optimizer steps at each micro-batch size (powers of two up to "
+                "batch_size) on this machine and train with the fastest that fits; gradient accumulation keeps "
+                "batch_size x gradient_accumulation examples per optimizer step, so the accuracy does not change."})
+    auto_eval_batch_size: bool = field(default=False, metadata={
+        "help": "Set by --eval-batch-size auto: predict with the eval batch size measured fastest here."})
+    batch_memory_limit_gb: float | None = field(default=None, metadata={
+        "help": "Memory a batch-size candidate may use (default: 80% of this machine's memory, or of the GPU's)."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Examples per batch at evaluation and prediction."})
     group_by_length: bool = field(default=True, metadata={
         "help": "Batch reviews of similar length together (less padding)."})
     class_weights: bool = field(default=False, metadata={
@@ -81,13 +119,13 @@ class TrainConfig:
     self_distill_texts: int = field(default=20000, metadata={
         "help": "Unlabelled texts of the source (its unsupervised split, when it has one) the teacher labels for "
                 "the student, besides the train split (0: the train split only)."})
-    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk (the best is always kept)."})
-    logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
-    seed: int = field(default=42, metadata={"help": "Seed for model initialisation and data order."})
-    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data source and preparation."})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def keeps_best(self) -> bool:
+        """The checkpoint policy, decided here only: keep the best checkpoint on validation (early stopping allowed)
+        unless the config asks for the last, or validation is folded into training, where picking on it would pick
+        on data the model trained on."""
+        return self.checkpoint == "best" and not self.data.validation_in_train
 
     def save(self, path: Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -190,6 +228,21 @@ def _merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
+def _auto_sizes(values: dict) -> dict:
+    """`batch_size: auto` (and eval_batch_size) as the auto flags: the size set before (preset, file) stays the
+    effective batch that accumulation keeps."""
+    values = dict(values)
+    for name in ("batch_size", "eval_batch_size"):
+        value = values.get(name)
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            del values[name]
+            values[f"auto_{name}"] = True
+        elif isinstance(value, str) and not value.strip().isdigit():
+            raise SentituneError(f"--{name.replace('_', '-')} {value}: use a positive whole number of examples, "
+                                 "or auto (the fastest size that fits, measured on this machine).")
+    return values
+
+
 def _without_none(values: dict) -> dict:
     """CLI flags left unset arrive as None: they must not override the preset or the file."""
     return {k: _without_none(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}
@@ -235,10 +288,12 @@ RANGES = {  # field: (low, high, low inclusive, high inclusive)
     "batch_size": (1, 1 << 16, True, True), "eval_batch_size": (1, 1 << 16, True, True),
     "gradient_accumulation": (1, 1 << 16, True, True), "weight_decay": (0, 1, True, True),
     "warmup_ratio": (0, 1, True, False), "dropout": (0, 1, True, False), "attention_dropout": (0, 1, True, False),
-    "eval_steps": (0, 1 << 40, True, True), "early_stopping_patience": (0, 1 << 20, True, True),
+    "eval_steps": (0, 1 << 40, True, True), "min_steps": (0, 1 << 40, True, True),
+    "batch_memory_limit_gb": (0, 1 << 20, False, True),
+    "early_stopping_patience": (0, 1 << 20, True, True),
     "early_stopping_from": (0, 1, True, False), "self_distill_texts": (0, 1 << 40, True, True),
     "save_total_limit": (1, 1 << 20, True, True), "logging_steps": (1, 1 << 40, True, True),
-    "max_length": (8, 1 << 20, True, True), "time_budget_s": (1, 1 << 30, True, True),
+    "max_length": (8, 1 << 20, True, True),
 }
 DATA_RANGES = {"validation_size": (0, 1, False, False), "test_size": (0, 1, False, False),
                "train_per_class": (1, 1 << 40, True, True), "validation_per_class": (1, 1 << 40, True, True),
@@ -284,18 +339,23 @@ def _checked_fields(cfg, ranges: dict, choices: dict, where: str):
     return cfg
 
 
-def _build(values: dict, where: str, lenient: bool = False) -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+def _build(values: dict, where: str, lenient: bool = False, cls: type = None):
+    """A `cls` (TrainConfig by default, or AdaptConfig) from field values (`data`: a mapping of data fields), typed and
+    validated; one line naming the field otherwise. `lenient` drops unknown fields instead."""
+    cls = cls or TrainConfig
+    known = {f.name for f in dataclasses.fields(cls)}
     data_known = {f.name for f in dataclasses.fields(DataConfig)}
     data_values = values.get("data") or {}
     if not isinstance(data_values, dict):
         raise SentituneError(f"{where}: data must be a mapping of data fields (data: {{data: ..., text_column: ...}}).")
     unknown = sorted(set(values) - known) + sorted(f"data.{k}" for k in set(data_values) - data_known)
     if unknown and not lenient:
-        raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune train --help` for the fields.")
+        command = "adapt" if cls is AdaptConfig else "train"
+        raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune {command} --help` for the fields.")
     values = {k: v for k, v in values.items() if k in known and k != "data"}
     data = DataConfig(**_typed(DataConfig, {k: v for k, v in data_values.items() if k in data_known}, where, "data."))
-    return validate(TrainConfig(**_typed(TrainConfig, values, where), data=data), where)
+    check = validate_adapt if cls is AdaptConfig else validate
+    return check(cls(**_typed(cls, values, where), data=data), where)
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None,
@@ -304,11 +364,11 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
 
     `lenient` drops fields this version does not know (reading a run folder written by another version); `base`:
     the values everything else overrides (a distilled student starts from its teacher's config)."""
-    values: dict = dict(base or {})
+    values: dict = _auto_sizes(base or {})
     if preset:
         if preset not in PRESETS:
             raise SentituneError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}.")
-        values = _merge(values, PRESETS[preset])
+        values = _merge(values, _auto_sizes(PRESETS[preset]))
     if path:
         loaded = read_yaml(path, "--config")
         if not isinstance(loaded, dict):
@@ -316,8 +376,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
         if loaded.get("data") is not None and not isinstance(loaded["data"], dict):
             raise SentituneError(f"--config {path}: data must be a mapping of data fields "
                                  f"(data: {{data: ..., text_column: ...}}), not {loaded['data']!r}.")
-        values = _merge(values, loaded)
-    values = _merge(values, _without_none(overrides or {}))
+        values = _merge(values, _auto_sizes(loaded))
+    values = _merge(values, _auto_sizes(_without_none(overrides or {})))
     return _build(values, str(path or preset or "config"), lenient)
 
 
@@ -325,55 +385,30 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
 
 
 @dataclass
-class AdaptConfig:
+class AdaptConfig(TrainingConfig):
     """Everything that decides a domain-adaptation run (`training.adapt`): continued masked-language-model training
-    of a model on the task's own texts."""
+    of a model on the task's own texts (the default all-MiniLM-L6-v2 has no MLM head: a fresh one trains along).
+    Texts longer than max_length are cut into pieces at word starts; a batch holds pieces."""
 
-    name: str = field(default="adapted", metadata={
-        "help": "Result name: the adapted model goes to <output_dir>/<name>/."})
-    output_dir: str = field(default="runs", metadata={"help": "Folder that holds the adapted model's folder."})
-    model: str = field(default=DEFAULT_MODEL_ID, metadata={
-        "help": "Hub model id or local folder to adapt (default: the offline all-MiniLM-L6-v2, which has no MLM head: "
-                "a fresh one is trained along)."})
-    trust_remote_code: bool = field(default=False, metadata={
-        "help": "Allow model code from the Hub (off: only transformers' own architectures)."})
+    name: str = _default(TrainingConfig, "name", "adapted")
+    batch_size: int = _default(TrainingConfig, "batch_size", 32)
+    logging_steps: int = _default(TrainingConfig, "logging_steps", 50)
     splits: str = field(default="train,unsupervised", metadata={
         "help": "Where the texts come from, comma-separated: train (the rows `sentitune train` trains and validates "
                 "on) and unsupervised (unlabelled texts, when the source has them). The test split is never read."})
-    max_length: int = field(default=256, metadata={
-        "help": "Tokens per piece, special tokens included: longer texts are cut into pieces at word starts."})
     mlm_probability: float = field(default=0.15, metadata={
         "help": "Share of words masked; every token of a chosen word is masked (whole-word masking)."})
     eval_texts: int = field(default=1000, metadata={
         "help": "Train texts held out to score the MLM loss and perplexity at each checkpoint (at most a tenth of "
                 "them; 0: none)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the texts (ignored when max_steps > 0)."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
-    batch_size: int = field(default=32, metadata={"help": "Pieces per device per step."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
-    scheduler: str = field(default="linear", metadata={
-        "help": "Learning-rate schedule: linear, cosine, constant_with_warmup, ..."})
-    precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on CPUs with bf16 support and Ampere+ GPUs, fp16 on older GPUs, else fp32), "
-                "bf16, fp16 or fp32."})
-    attention: str = field(default="auto", metadata={"help": "Attention kernel: auto, sdpa or eager (as for train)."})
     save_steps: int = field(default=0, metadata={
         "help": "Checkpoint and score the held-out texts every N steps (0: about 4 times per epoch)."})
-    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk."})
-    logging_steps: int = field(default=50, metadata={"help": "Log loss, learning rate and throughput every N steps."})
-    seed: int = field(default=42, metadata={"help": "Seed for the MLM head, the masks, the held-out slice and order."})
-    data: DataConfig = field(default_factory=DataConfig, metadata={
-        "help": "Data source, with the data flags of `sentitune train` (the same flags select the same rows)."})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 ADAPT_SPLITS = ("train", "unsupervised")
 ADAPT_RANGES = {name: RANGES[name] for name in ("learning_rate", "epochs", "batch_size", "weight_decay",
-                                                 "warmup_ratio", "save_total_limit", "logging_steps", "max_length")}
+                                                 "warmup_ratio", "save_total_limit", "logging_steps", "max_length",
+                                                 "gradient_accumulation", "min_steps")}
 ADAPT_RANGES |= {"mlm_probability": (0, 1, False, False), "eval_texts": (0, 1 << 40, True, True),
                  "save_steps": (0, 1 << 40, True, True)}
 ADAPT_CHOICES = {name: CHOICES[name] for name in ("precision", "attention", "scheduler")}
@@ -382,16 +417,7 @@ ADAPT_CHOICES = {name: CHOICES[name] for name in ("precision", "attention", "sch
 def load_adapt_config(values: dict | None = None, where: str = "adapt") -> AdaptConfig:
     """An AdaptConfig from field values (`data`: a mapping of data fields; None values left out), typed and
     validated; one line naming the field otherwise."""
-    values = _without_none(values or {})
-    data_values = values.pop("data", None) or {}
-    if not isinstance(data_values, dict):
-        raise SentituneError(f"{where}: data must be a mapping of data fields (data: {{data: ..., text_column: ...}}).")
-    known, data_known = ({f.name for f in dataclasses.fields(cls)} for cls in (AdaptConfig, DataConfig))
-    unknown = sorted(set(values) - known) + sorted(f"data.{k}" for k in set(data_values) - data_known)
-    if unknown:
-        raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune adapt --help` for the fields.")
-    data = DataConfig(**_typed(DataConfig, data_values, where, "data."))
-    return validate_adapt(AdaptConfig(**_typed(AdaptConfig, values, where), data=data), where)
+    return _build(_without_none(values or {}), where, cls=AdaptConfig)
 
 
 def validate_adapt(cfg: AdaptConfig, where: str = "adapt") -> AdaptConfig:

@@ -19,7 +19,6 @@ written before N-class support (binary `prob`/`margin` columns, `comparison.json
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -29,16 +28,18 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import SentituneError
-from ..core.io import atomic_dir, atomic_write_text, replace_dir
+from ..core.io import atomic_dir, atomic_file, atomic_write_text, replace_dir
 from ..core.labels import LabelScheme
 
 CONFIG, METRICS, PREDICTIONS, EVALUATION, LOG = (
     "config.yaml", "metrics.json", "predictions.parquet", "evaluation.json", "log.jsonl")
 DATA_STATS, COMPARISON, BASELINE, BUDGET = "data_stats.json", "comparison.json", "baseline.json", "budget.json"
+BATCH_SWEEP = "batch_sweep.json"  # `--batch-size auto`: the sizes measured and the one chosen
 MODEL, PLOTS, TB, CHECKPOINTS, BASELINES, COMPARISON_DIR, EVALUATIONS = (
     "model", "plots", "tb", "checkpoints", "baselines", "comparison", "evaluations")
 REPORT_HTML, REPORT_MD, CARD = "report.html", "report.md", "README.md"
 PRESENTATION, ONNX, ONNX_QUALITY = "presentation.html", "onnx", "quality.json"
+ENSEMBLES = "ensembles"  # the run averaged with a baseline (`run --ensemble`), each in a baseline folder's format
 PROB, LOGIT = "prob_{}", "logit_{}"
 WEIGHTS = "*.safetensors"  # the only weights sentitune saves and loads
 # in the work folder only: training has ended (its facts and the checkpoint holding the chosen weights), so a
@@ -191,6 +192,7 @@ class RunFolder:
     log_path = property(lambda self: self.path / LOG)
     data_stats_path = property(lambda self: self.path / DATA_STATS)
     budget_path = property(lambda self: self.path / BUDGET)
+    batch_sweep_path = property(lambda self: self.path / BATCH_SWEEP)
     model_dir = property(lambda self: self.path / MODEL)
     card_path = property(lambda self: self.path / MODEL / CARD)
     tb_dir = property(lambda self: self.path / TB)
@@ -198,6 +200,7 @@ class RunFolder:
     teacher_dir = property(lambda self: self.path / TEACHER)
     plots_dir = property(lambda self: self.path / PLOTS)
     baselines_dir = property(lambda self: self.path / BASELINES)
+    ensembles_dir = property(lambda self: self.path / ENSEMBLES)
     comparison_dir = property(lambda self: self.path / COMPARISON_DIR)
     report_html = property(lambda self: self.path / REPORT_HTML)
     report_md = property(lambda self: self.path / REPORT_MD)
@@ -263,6 +266,10 @@ class RunFolder:
         """The time plan the main job was sized by ({} when it ran without one)."""
         return read_json(self.budget_path)
 
+    def batch_sweep(self) -> dict:
+        """{"train": sweep, "eval": sweep} of `--batch-size auto` / `--eval-batch-size auto` ({} without)."""
+        return read_json(self.batch_sweep_path)
+
     def comparison(self) -> dict:
         """The comparison table (`comparison/comparison.json`, or `comparison.json` in first-format runs)."""
         for path in (self.comparison_dir / COMPARISON, self.path / COMPARISON):
@@ -291,10 +298,8 @@ class RunFolder:
 
     def write_predictions(self, frame: pd.DataFrame, at: Path | None = None) -> Path:
         path = (at or self.path) / PREDICTIONS
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            frame.to_parquet(tmp, index=False)
         return path
 
     def write_evaluation(self, evaluation: dict, at: Path | None = None) -> Path:
@@ -305,6 +310,9 @@ class RunFolder:
 
     def write_budget(self, plan: dict) -> Path:
         return write_json(self.budget_path, plan)
+
+    def write_batch_sweep(self, sweeps: dict) -> Path:
+        return write_json(self.batch_sweep_path, sweeps)
 
     def write_comparison(self, table: dict, markdown: str, chart) -> Path:
         """comparison/{comparison.json, comparison.md, comparison.png}; `chart(path)` draws the PNG."""

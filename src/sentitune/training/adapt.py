@@ -17,6 +17,7 @@ Trainer's checkpoints, so `resume=True` goes on from the last one, and renamed i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from transformers.trainer_callback import PrinterCallback
 from ..core.errors import SentituneError
 from ..core.io import atomic_write_text, read_yaml
 from ..core.machine import Runtime
-from ..data import clean_text, prepare_frames, read_source, special_tokens_around
+from ..data import clean_text, decided_max_length, prepare_frames, read_source, special_tokens_around
 from ..models.loading import load_pretrained, load_tokenizer, model_id, quiet_transformers, with_attention
 from ..run.config import AdaptConfig, adapt_splits, load_adapt_config, validate_adapt
 from ..run.folder import RunFolder, write_json
@@ -47,10 +48,10 @@ from .trainer import (
     RichProgress,
     SentimentTrainer,
     check_folders,
+    checkpoint_every,
     exclusive,
     last_complete_checkpoint,
-    model_token_limit,
-    runtime_arguments,
+    shared_arguments,
 )
 
 log = logging.getLogger("sentitune")
@@ -224,10 +225,6 @@ def mlm_tokenizer(cfg: AdaptConfig):
     if not tokenizer.is_fast:
         raise SentituneError(f"--model {cfg.model}: whole-word masking reads word offsets, which only fast tokenizers "
                              "give; save the model's tokenizer.json beside it.")
-    limit = model_token_limit(tokenizer)
-    if cfg.max_length > limit:
-        raise SentituneError(f"--max-length {cfg.max_length}: the model reads at most {limit} tokens; "
-                             f"use {limit} or less.")
     return tokenizer
 
 
@@ -294,22 +291,14 @@ def perplexity(loss: float | None) -> float | None:
 
 def adapt_arguments(cfg: AdaptConfig, checkpoints: Path, runtime: Runtime, train_size: int,
                     scored: bool) -> TrainingArguments:
-    """Trainer settings: checkpoint (and score) cadence, the runtime's precision, losses only at evaluation."""
-    steps_per_epoch = math.ceil(train_size / cfg.batch_size)
-    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    every = cfg.save_steps or max(1, min(total, steps_per_epoch) // 4)
+    """Trainer settings: the shared ones, held-out pieces scored at each checkpoint, losses only at evaluation."""
+    every = checkpoint_every(cfg, train_size, cfg.save_steps)
     return TrainingArguments(
-        output_dir=str(checkpoints), per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type=cfg.scheduler, eval_strategy="steps" if scored else "no", eval_steps=every,
-        save_strategy="steps", save_steps=every, save_total_limit=cfg.save_total_limit,
-        # a log at every checkpoint, so a resumed run's history has the loss at the step it resumed from
-        logging_steps=math.gcd(cfg.logging_steps, every), report_to="none", disable_tqdm=True,
+        **shared_arguments(cfg, checkpoints, runtime, every, train_size), per_device_eval_batch_size=cfg.batch_size,
+        eval_strategy="steps" if scored else "no", eval_steps=every,
         # the masks need the offsets and special-token mask; the logits of a whole vocabulary per token are not kept
         remove_unused_columns=False, prediction_loss_only=True, include_num_input_tokens_seen="non_padding",
-        train_sampling_strategy="group_by_length", seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0,
-        **runtime_arguments(runtime))
+        train_sampling_strategy="group_by_length")
 
 
 @dataclass
@@ -392,6 +381,7 @@ def adapt(cfg: AdaptConfig, resume: bool = False, overwrite: bool = False, callb
     quiet_transformers()
     texts = adapt_texts(cfg)
     tokenizer = mlm_tokenizer(cfg)
+    cfg = dataclasses.replace(cfg, max_length=decided_max_length(cfg.max_length, texts.train, tokenizer)["value"])
     runtime = Runtime.resolve(cfg.precision, cfg.attention)
     model, fresh = mlm_model(cfg, runtime)
     extra = unplaced_weights(cfg, model)

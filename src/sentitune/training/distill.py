@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import SentituneError
+from ..core.io import atomic_file
 from ..core.machine import Runtime
 from ..data import DataConfig, clean_text, read_table
 from ..data.tokenize import tokenize_splits, tokenizer_digest
@@ -112,10 +113,8 @@ def checked_logits(values, n: int, n_classes: int, teacher: Teacher) -> np.ndarr
 
 
 def save_array(path: Path, values: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as handle:
+    with atomic_file(path) as tmp, tmp.open("wb") as handle:
         np.save(handle, values)
-    os.replace(tmp, path)
 
 
 def cached_logits(teacher: Teacher, texts: list[str], folder: Path, n_classes: int) -> np.ndarray:

@@ -17,11 +17,12 @@ from transformers import Trainer
 
 from ..core.io import atomic_dir
 from ..core.metrics import classification_metrics, softmax
-from ..data import examples_descriptor
+from ..data import examples_descriptor, sampling_note
 from ..inference.predict import logits_for_ids
 from ..models.loading import with_attention
 from ..run.config import TrainConfig
 from ..run.folder import RunFolder, prediction_columns
+from .autobatch import tuned
 from .trainer import (
     FINE_TUNE,
     JsonlLogger,
@@ -36,6 +37,7 @@ from .trainer import (
     prepare,
     rank,
     selection_metric,
+    train_shares,
 )
 
 log = logging.getLogger("sentitune")
@@ -89,16 +91,18 @@ def save_model(model, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> 
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=(),
-          recipe: Recipe = FINE_TUNE) -> Path | None:
+          recipe: Recipe = FINE_TUNE, prepared: Prepared | None = None) -> Path | None:
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0).
 
     `--resume` continues from wherever a kill stopped the run: the last complete checkpoint, the final save
     (training is not repeated) or the rename into place. `callbacks`: extra `TrainerCallback`s (the tests inject
     a kill -9 here). `recipe`: what differs for another kind of training (distillation's student, soft labels and
-    loss)."""
+    loss). `prepared`: the data and tokenizer for `cfg` when the caller prepared them already (the main job)."""
     final, work = check_folders(cfg, resume, overwrite)
-    prepared = prepare(cfg)  # bad data or a bad model stop here, before anything is created
-    cfg = prepared.cfg  # max_length resolved
+    prepared = tuned(prepared or prepare(cfg))  # bad data or a bad model stop here, before anything is created
+    cfg = prepared.cfg  # max_length resolved, auto batch sizes measured
+    if note := sampling_note(prepared.report, cfg.data):
+        log.warning(note)
     model = recipe.model(cfg, prepared)
     prepared.tokenized(cfg)
     with exclusive(final):
@@ -108,6 +112,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callb
         if rank() == 0:
             work.path.mkdir(parents=True, exist_ok=True)
             work.write_config(cfg)
+            if prepared.sweeps:
+                work.write_batch_sweep({kind: sweep.to_dict() for kind, sweep in prepared.sweeps.items()})
         weights = work.trained_weights() if resume else None
         if weights is None:
             model, stats = fit(cfg, prepared, model, work, resume, callbacks, recipe)
@@ -128,7 +134,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bo
         recipe: Recipe = FINE_TUNE) -> tuple:
     """Train (from the last complete checkpoint on resume) and return the chosen model and the training facts
     (None for the model on DDP ranks other than 0); records both in the work folder before the final save."""
-    per_step, metric = examples_per_step(cfg), selection_metric(cfg, prepared.labels)
+    per_step, metric = examples_per_step(cfg), selection_metric(cfg, prepared.labels, train_shares(prepared))
     trainer = make_trainer(cfg, prepared, model, work.path, [JsonlLogger(work.log_path, work.tb_dir, per_step),
                                                              RichProgress(per_step, metric), *callbacks], recipe)
     checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
@@ -139,11 +145,12 @@ def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bo
     stats = {"wall_time_s": time.perf_counter() - started,
              "train_examples_per_s": result.metrics.get("train_samples_per_second"),
              "train_samples": len(trainer.train_dataset), "steps": trainer.state.global_step,
-             "best_step": _kept_step(cfg, trainer), "selection_metric": metric, "checkpoint": cfg.checkpoint,
+             "best_step": _kept_step(cfg, trainer), "selection_metric": metric,
+             "checkpoint": "best" if cfg.keeps_best else "last",
              "resumed_from": Path(checkpoint).name if checkpoint else None,
              "precision": prepared.runtime.precision, "hardware": prepared.runtime.describe(),
              "train_loss": mean_logged_loss(trainer) or result.metrics.get("train_loss")}
-    best = trainer.state.best_model_checkpoint if cfg.checkpoint == "best" else None
+    best = trainer.state.best_model_checkpoint if cfg.keeps_best else None
     weights = best or last_complete_checkpoint(work.checkpoints_dir)
     work.write_trained(stats, Path(weights))
     return trainer.model, stats
@@ -163,7 +170,7 @@ def mean_logged_loss(trainer: Trainer) -> float | None:
 
 def _kept_step(cfg: TrainConfig, trainer: Trainer) -> int | None:
     """The step whose weights the run keeps: the best on validation, or the last."""
-    if cfg.checkpoint == "last":
+    if not cfg.keeps_best:
         return trainer.state.global_step
     best = trainer.state.best_model_checkpoint
     return int(best.rsplit("-", 1)[-1]) if best else None

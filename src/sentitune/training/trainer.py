@@ -35,17 +35,16 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..core.errors import SentituneError
+from ..core.extras import install_hint, installed
 from ..core.labels import LabelScheme
 from ..core.machine import Runtime
-from ..data import prepare_splits, token_length_percentile, tokenize_splits
+from ..data import decided_max_length, prepare_splits, tokenize_splits
 from ..models.loading import load_classifier, load_tokenizer, quiet_transformers
-from ..run.config import TrainConfig
+from ..run.config import TrainConfig, TrainingConfig
 from ..run.folder import RunFolder
 
 log = logging.getLogger("sentitune")
 MODEL_COLUMNS = ["input_ids", "attention_mask", "label"]
-# head+tail at 256 tokens matched 512 on IMDB within noise (docs/results.md), at half the cost
-AUTO_MAX_LENGTH_CAP = 256
 
 
 @dataclass
@@ -60,6 +59,7 @@ class Prepared:
     runtime: Runtime
     _tokenized: dict = field(default_factory=dict, repr=False)
     use_cache: bool = True
+    sweeps: dict = field(default_factory=dict)  # "train"/"eval": the batch-size sweeps `--batch-size auto` measured
 
     def tokenized(self, cfg: TrainConfig | None = None):
         """The splits tokenized at `cfg`'s length and truncation (the prepared config's by default), cached."""
@@ -76,34 +76,19 @@ def rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
-def model_token_limit(tokenizer) -> int:
-    """The most tokens the model reads at once: its tokenizer's limit, at most 512."""
-    return min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
-
-
 def resolve_max_length(cfg: TrainConfig, texts, tokenizer, report: dict) -> TrainConfig:
-    """`cfg` with max_length set: as given, or the training texts' 99th percentile rounded up to a multiple of 8,
-    capped at 256 and at the model's limit; the report records which and why."""
-    model_limit = model_token_limit(tokenizer)
-    if cfg.max_length is not None:
-        if cfg.max_length > model_limit:
-            raise SentituneError(f"--max-length {cfg.max_length}: the model reads at most {model_limit} tokens; "
-                                 f"use {model_limit} or less.")
-        report["max_length"] = {"value": cfg.max_length, "source": "config"}
-        return cfg
-    p99 = token_length_percentile(texts, tokenizer, 99)
-    value = min(max(8, math.ceil(p99 / 8) * 8), AUTO_MAX_LENGTH_CAP, model_limit)
-    report["max_length"] = {"value": value,
-                            "source": f"99th percentile of training token lengths ({p99}), "
-                                      f"rounded up to 8, at most {min(AUTO_MAX_LENGTH_CAP, model_limit)}"}
-    log.info("max_length %d: %s", value, report["max_length"]["source"])
-    return dataclasses.replace(cfg, max_length=value)
+    """`cfg` with max_length decided (`data.decided_max_length`); the report records the value and why."""
+    report["max_length"] = decided_max_length(cfg.max_length, texts, tokenizer)
+    if cfg.max_length is None:
+        log.info("max_length %d: %s", report["max_length"]["value"], report["max_length"]["source"])
+    return dataclasses.replace(cfg, max_length=report["max_length"]["value"])
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
-    """Read and split the data, infer the labels, load the tokenizer, fix max_length and the runtime policy."""
+def prepare(cfg: TrainConfig, frames: dict | None = None) -> Prepared:
+    """Read and split the data (`frames`: the source already read), infer the labels, load the tokenizer, fix
+    max_length and the runtime policy."""
     quiet_transformers()
-    splits, report = prepare_splits(cfg.data)
+    splits, report = prepare_splits(cfg.data, frames)
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     cfg = resolve_max_length(cfg, splits["train"]["text"], tokenizer, report)
     runtime = Runtime.resolve(cfg.precision, cfg.attention)
@@ -118,11 +103,21 @@ def new_model(cfg: TrainConfig, prepared: Prepared):
                            prepared.runtime.attention)
 
 
-def selection_metric(cfg: TrainConfig, labels: LabelScheme) -> str:
-    """The validation metric that picks checkpoints: F1 of the positive class for binary, macro F1 above."""
+IMBALANCED_SHARE = 0.3  # a class below this share of two makes the positive class's F1 a poor guide
+
+
+def selection_metric(cfg: TrainConfig, labels: LabelScheme, shares: dict | None = None) -> str:
+    """The validation metric that picks checkpoints: F1 of the positive class for two balanced classes, macro F1
+    for imbalanced two-class data (`shares`: the train split's class shares) and for more classes."""
     if cfg.selection_metric != "auto":
         return cfg.selection_metric
-    return "f1" if labels.binary else "f1_macro"
+    balanced = not shares or min(shares.values()) >= IMBALANCED_SHARE
+    return "f1" if labels.binary and balanced else "f1_macro"
+
+
+def train_shares(prepared: Prepared) -> dict | None:
+    """The train split's class shares, as the data report recorded them."""
+    return prepared.report.get("class_shares", {}).get("train")
 
 
 def eval_metrics(eval_pred) -> dict:
@@ -151,28 +146,38 @@ def class_weight_loss(train_labels: np.ndarray, n_classes: int | None = None):
     return loss
 
 
+def checkpoint_every(cfg: TrainingConfig, train_size: int, every: int = 0) -> int:
+    """Steps between checkpoints (and evaluations): `every`, or about four per epoch."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    steps_per_epoch = math.ceil(train_size / (cfg.batch_size * cfg.gradient_accumulation * world))
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs_for(train_size))
+    return every or max(1, min(total, steps_per_epoch) // 4)
+
+
+def shared_arguments(cfg: TrainingConfig, checkpoints: Path, runtime: Runtime, every: int,
+                     train_size: int) -> dict:
+    """The TrainingArguments every kind of training derives alike from its config: the optimiser and schedule,
+    checkpoints every `every` steps, seeds and the runtime's precision."""
+    return dict(
+        output_dir=str(checkpoints), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs_for(train_size), max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler, save_strategy="steps", save_steps=every,
+        save_total_limit=cfg.save_total_limit,
+        # a log at every checkpoint, so a resumed run's restored history covers every step before it
+        logging_steps=math.gcd(cfg.logging_steps, every), report_to="none", disable_tqdm=True,
+        seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, **runtime_arguments(runtime))
+
+
 def training_arguments(cfg: TrainConfig, checkpoints: Path, runtime: Runtime, train_size: int,
                        metric: str = "f1") -> TrainingArguments:
     """Trainer settings derived from the config: evaluation cadence, precision, sampling, checkpoints."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    steps_per_epoch = math.ceil(train_size / (cfg.batch_size * cfg.gradient_accumulation * world))
-    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    eval_steps = cfg.eval_steps or max(1, min(total, steps_per_epoch) // 4)
+    every = checkpoint_every(cfg, train_size, cfg.eval_steps)
     return TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation, learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
-        warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler,
-        eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
-        save_total_limit=cfg.save_total_limit, load_best_model_at_end=cfg.checkpoint == "best",
-        metric_for_best_model=metric,
-        # a log at every checkpoint, so a resumed run's restored history covers every step before it
-        greater_is_better=True, logging_steps=math.gcd(cfg.logging_steps, eval_steps), report_to="none",
-        disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        seed=cfg.seed, data_seed=cfg.seed, dataloader_num_workers=0, **runtime_arguments(runtime),
-    )
+        **shared_arguments(cfg, checkpoints, runtime, every, train_size),
+        per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="steps", eval_steps=every,
+        load_best_model_at_end=cfg.keeps_best, metric_for_best_model=metric, greater_is_better=True,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
 
 
 def runtime_arguments(runtime: Runtime) -> dict:
@@ -284,10 +289,10 @@ def make_trainer(cfg: TrainConfig, prepared: Prepared, model, out_dir: Path, cal
     training set and the Trainer class."""
     tokenized = prepared.tokenized(cfg)
     train_set = recipe.train_set(cfg, prepared, Path(out_dir))
-    metric = selection_metric(cfg, prepared.labels)
+    metric = selection_metric(cfg, prepared.labels, train_shares(prepared))
     args = training_arguments(cfg, Path(out_dir) / "checkpoints", prepared.runtime, len(train_set), metric)
     callbacks = list(callbacks)
-    if cfg.early_stopping_patience > 0 and cfg.checkpoint == "best":
+    if cfg.early_stopping_patience > 0 and cfg.keeps_best:
         callbacks.append(LateEarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_from))
     labels = np.asarray(tokenized["train"]["label"])
     trainer = recipe.trainer(
@@ -364,7 +369,8 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
 
 
 class JsonlLogger(TrainerCallback):
-    """Every Trainer log event as a JSON line (with examples/s) and as TensorBoard scalars."""
+    """Every Trainer log event as a JSON line (with examples/s) and, with the package tensorboard (the extra
+    `sentitune[tensorboard]`), as TensorBoard scalars."""
 
     def __init__(self, path: Path, tb_dir: Path, examples_per_step: int):
         self.path, self.tb_dir, self.examples_per_step = Path(path), Path(tb_dir), examples_per_step
@@ -374,9 +380,7 @@ class JsonlLogger(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.tb_dir))
+            self.writer = _tensorboard_writer(self.tb_dir)
         step, now = state.global_step, time.perf_counter()
         record = {"step": step, "epoch": state.epoch, **logs}
         if "loss" in logs and step > self.last[0]:
@@ -384,10 +388,22 @@ class JsonlLogger(TrainerCallback):
             self.last = (step, now)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if not self.writer:
+            return
         for key, value in record.items():
             if isinstance(value, (int, float)) and key not in {"step", "epoch"}:
                 self.writer.add_scalar(key, value, step)
         self.writer.flush()
+
+
+def _tensorboard_writer(folder: Path):
+    """A TensorBoard writer into `folder`, or False without the package: log.jsonl holds the same numbers."""
+    if not installed("tensorboard"):
+        log.info("%s: no TensorBoard events (%s); log.jsonl has the numbers.", folder, install_hint("tensorboard"))
+        return False
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(folder))
 
 
 class RichProgress(TrainerCallback):

@@ -301,11 +301,11 @@ class TrialRunner:
     trains one config through the same assembly, config validation and seeding as `sentitune train`."""
 
     def __init__(self, base: TrainConfig, space: dict, study_dir: Path, study_name: str):
-        from .trainer import prepare, selection_metric
+        from .trainer import prepare, selection_metric, train_shares
 
         self.prepared = prepare(base)
         self.base, self.space, self.study_dir, self.study_name = self.prepared.cfg, space, Path(study_dir), study_name
-        self.metric = selection_metric(self.base, self.prepared.labels)
+        self.metric = selection_metric(self.base, self.prepared.labels, train_shares(self.prepared))
         self.train_size = len(self.prepared.splits["train"])
         self.eval_every = eval_every_examples(self.base, space, self.train_size)
 
@@ -372,11 +372,12 @@ class TrialRunner:
 
 def best_config(study: optuna.Study, study_dir: Path, base: TrainConfig) -> TrainConfig:
     """The best trial's config as a final fit, named `<study>-best`, writing into base.output_dir: it trains on
-    train + validation for the trial's fixed schedule (no early stopping: validation is in-sample then)."""
+    train + validation for the trial's fixed schedule and keeps its last checkpoint (validation is in-sample then, so
+    it can neither pick a checkpoint nor stop the run)."""
     saved = RunFolder(Path(study_dir) / "trials" / str(study.best_trial.number))
     trial_cfg = saved.config() if saved.config_path.is_file() else with_params(base, study.best_trial.params)
     return dataclasses.replace(trial_cfg, name=f"{study.study_name}-best", output_dir=base.output_dir,
-                               early_stopping_patience=0,
+                               early_stopping_patience=0, checkpoint="last",
                                data=dataclasses.replace(trial_cfg.data, validation_in_train=True))
 
 
