@@ -69,7 +69,7 @@ def test_main_job_on_small_imbalanced_three_classes_takes_what_exists(tiny_model
     pd.concat([table, table.assign(text=table.text + " indeed")]).to_csv(tmp_path / "small.csv", index=False)
     cfg = load_config(preset="cpu-quick", overrides={
         "model": str(tiny_model), "output_dir": str(tmp_path / "runs"), "name": "small", "max_length": 64,
-        "batch_size": 8, "min_steps": 0, "data": {"data": str(tmp_path / "small.csv")}})
+        "batch_size": 8, "data": {"data": str(tmp_path / "small.csv")}})
     with caplog.at_level("WARNING", logger="sentitune"):
         run_dir = run_main_job(cfg, baselines=("majority", "tfidf"), estimate=False)
     assert "fewer rows than the per-class sizes asked for" in caplog.text
@@ -89,6 +89,49 @@ def test_main_job_reports_the_tfidf_ensemble_as_its_own_row(tiny_model, parquet_
     assert table["decision"] in ("fine-tuned wins", "tie: pick by speed/size", "baseline wins") and table["advice"]
     with pytest.raises(SentituneError, match="--ensemble tfidf: .* add tfidf to --baselines"):
         run_main_job(cfg, baselines=("majority",), ensemble="tfidf", estimate=False)
+
+
+def test_an_interrupted_main_job_resumes_as_planned(tiny_model, parquet_folder, tmp_path, monkeypatch):
+    """Killed in training, `run --resume` keeps the plan and the baselines it had and goes on from the checkpoint."""
+    import sentitune.app.workflow as workflow
+    import sentitune.training.train as training
+
+    cfg = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="again")
+    real_fit = training.fit
+
+    def interrupted(cfg, prepared, model, work, resume, callbacks, recipe):
+        real_fit(cfg, prepared, model, work, resume, callbacks, recipe)  # checkpoints written, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_main_job(cfg, baselines=("majority", "tfidf"), time_budget_s=600)
+    staging = tmp_path / "runs" / ".again.baselines"
+    planned = json.loads((staging / "job.json").read_text())
+    assert json.loads((staging / "done.json").read_text()) == {"majority": ["majority"], "tfidf": ["tfidf-lr"]}
+    monkeypatch.setattr(training, "fit", real_fit)
+    monkeypatch.setattr(workflow, "planned_job", guarded(workflow.planned_job))
+    import sentitune.evaluation.baselines as baselines
+
+    monkeypatch.setattr(baselines, "run_baseline", lambda *a, **k: pytest.fail("a kept baseline was scored again"))
+    run_dir = run_main_job(cfg, baselines=("majority", "tfidf"), time_budget_s=600, resume=True)
+    assert load_config(run_dir / "config.yaml").data == load_config(overrides=planned["cfg"]).data
+    assert {p.name for p in (run_dir / "baselines").iterdir()} == {"majority", "tfidf-lr"}
+    assert not staging.exists() and (run_dir / "report.html").is_file()
+
+
+def guarded(planned_job):
+    """`planned_job` that must not measure this machine again (a resumed job keeps its plan)."""
+    def planned(*args, **kwargs):
+        import sentitune.app.budget as budget
+
+        original, budget.size_job = budget.size_job, lambda *a, **k: pytest.fail("the job was measured again")
+        try:
+            return planned_job(*args, **kwargs)
+        finally:
+            budget.size_job = original
+
+    return planned
 
 
 def with_unlabelled(folder, n: int = 40):

@@ -5,6 +5,7 @@ compare -> report, in one call. This is the only module that chains stages; each
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -13,11 +14,13 @@ from rich.console import Console
 
 from ..core.labels import LabelScheme
 from ..data import examples_descriptor, read_source
+from ..models.loading import load_tokenizer
 from ..run.config import TrainConfig
 from ..run.folder import RunFolder
 
 console = Console()
 DEFAULT_BASELINES = ("majority", "tfidf", "vader", "base")
+DONE, JOB = "done.json", "job.json"  # in the main job's staging folder: finished baselines, the sized job
 STATS_SAMPLE = 5000  # texts per split for the token-length percentiles of the main job's data summary
 
 
@@ -116,18 +119,25 @@ def data_summary(cfg: TrainConfig, tokenizer, frames: dict) -> dict:
 
 
 def score_baselines(splits, labels: LabelScheme, examples: dict, names, out_dir: Path, options: dict) -> list[Path]:
-    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry;
-    print a line each."""
+    """Fit each baseline family on `splits`, score it on the test split, save one folder per entry; print a line
+    each. A family already saved in `out_dir` (a resumed job) is kept: `done.json` lists the finished ones."""
+    from ..core.io import atomic_write_text
     from ..evaluation.baselines import run_baseline, save_baseline
+    from ..run.folder import read_json
 
-    folders = []
+    done = read_json(out_dir / DONE)
     for name in names:
+        if name in done:
+            console.print(f"{name:>18}: kept from the interrupted job", markup=False)
+            continue
+        done[name] = []
         for result in run_baseline(name, splits, examples, labels, **options.get(name, {})):
-            folders.append(save_baseline(result, out_dir))
+            done[name].append(save_baseline(result, out_dir).name)
             m = result["metrics"]
             console.print(f"{result['name']:>18}: accuracy {m['accuracy']:.4f}  macro-F1 {m['f1_macro']:.4f}  "
-                          f"({result['examples_per_s']:.0f} ex/s) -> {folders[-1]}", markup=False)
-    return folders
+                          f"({result['examples_per_s']:.0f} ex/s) -> {out_dir / done[name][-1]}", markup=False)
+        atomic_write_text(out_dir / DONE, json.dumps(done))
+    return [out_dir / folder for name in names for folder in done[name]]
 
 
 def baseline_options(cfg: TrainConfig, probe_per_class: int) -> dict:
@@ -175,74 +185,121 @@ def print_comparison(table: dict) -> None:
         console.print(table["advice"], markup=False)
 
 
+def planned_job(cfg: TrainConfig, frames: dict, staging: Path, time_budget_s: float | None, estimate: bool,
+                probe_per_class: int, baselines, started: float, resume: bool):
+    """The prepared data of the job and its plan ({} without one): sized to the budget on this machine (its
+    batch-size sweeps and measured rates shared), or, resuming, the plan the interrupted job saved in `staging`."""
+    from ..run.config import load_config
+    from ..run.folder import read_json, write_json
+    from ..training.autobatch import Sweep, tuned
+    from ..training.trainer import prepare
+    from .budget import size_job
+
+    saved = read_json(staging / JOB) if resume else {}
+    if saved:
+        prepared = prepare(load_config(overrides=saved["cfg"]), frames)
+        prepared = dataclasses.replace(prepared, sweeps={k: Sweep(**v) for k, v in saved["sweeps"].items()})
+        console.print(f"resuming the job as it was planned: {saved['plan'].get('sentence', 'no time budget')}",
+                      markup=False)
+        return prepared, saved["plan"], saved["probe_per_class"]
+    prepared, plan = tuned(prepare(cfg, frames)), {}  # --batch-size auto: measured once, for budget and training
+    if time_budget_s is not None or estimate:
+        console.print("measuring training and prediction speed on a few batches...", markup=False)
+        job = size_job(prepared, time_budget_s, time.perf_counter() - started, probe_per_class, baselines)
+        plan = job.to_dict() | {"sentence": job.sentence(prepared.labels.n)}
+        console.print(plan["sentence"], markup=False)
+        if job.cfg.data != prepared.cfg.data:  # sized to the budget: the same source, sampled again in memory
+            prepared = dataclasses.replace(prepare(job.cfg, frames), sweeps=prepared.sweeps)
+        probe_per_class = job.probe_per_class
+    staging.mkdir(parents=True, exist_ok=True)
+    write_json(staging / JOB, {"cfg": prepared.cfg.to_dict(), "probe_per_class": probe_per_class, "plan": plan,
+                               "sweeps": {k: v.to_dict() for k, v in prepared.sweeps.items()}})
+    return prepared, plan, probe_per_class
+
+
 def run_main_job(cfg: TrainConfig, baselines: tuple[str, ...] = DEFAULT_BASELINES, probe_per_class: int = 500,
                  overwrite: bool = False, time_budget_s: float | None = None, estimate: bool = True,
-                 ensemble: str | None = None) -> Path | None:
+                 ensemble: str | None = None, resume: bool = False) -> Path | None:
     """Run every stage on `cfg` and return the finished run folder (with baselines/, comparison/ and report.html).
 
     `time_budget_s` sizes the training set, evaluation sample and probe to fit (measured on this machine first);
     without it the job's duration is estimated and printed (`estimate=False` skips the measurement). `ensemble`
-    (tfidf): the run averaged with that baseline is compared too, as a row of its own."""
-    from ..evaluation.compare import compare
+    (tfidf): the run averaged with that baseline is compared too, as a row of its own. `resume`: an interrupted job
+    goes on as it was planned, keeping the baselines it scored and the training's last checkpoint."""
     from ..evaluation.evaluate import evaluate_run
-    from ..reporting.report import write_report
-    from ..training.autobatch import tuned
-    from ..training.train import train
-    from ..training.trainer import prepare
-    from .budget import size_job
 
     if cfg.self_distill != "none":
-        check_self_distill(cfg, resume=False, overwrite=overwrite)
+        check_self_distill(cfg, resume=resume, overwrite=overwrite)
     partner = checked_ensemble(ensemble, baselines)
+    staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
+    if not resume:
+        shutil.rmtree(staging, ignore_errors=True)
     started = _stage("1/5 data")
     frames = read_source(cfg.data.data, cfg.data)  # the source is read once; every stage below works from it
-    prepared = prepare(cfg, frames)
-    stats = data_summary(cfg, prepared.tokenizer, frames)
-    prepared = tuned(prepared)  # --batch-size auto: measured once, reused by the budget and by training
-    job = None
-    if time_budget_s is not None or estimate:
-        console.print("measuring training and prediction speed on a few batches...", markup=False)
-        job = size_job(prepared, time_budget_s, time.perf_counter() - started, probe_per_class, baselines)
-        console.print(job.sentence(prepared.labels.n), markup=False)
-        if job.cfg.data != prepared.cfg.data:  # sized to the budget: the same source, sampled again in memory
-            prepared = dataclasses.replace(prepare(job.cfg, frames), sweeps=prepared.sweeps)
-        probe_per_class = job.probe_per_class
-    cfg, labels = prepared.cfg, prepared.labels
-    staging = Path(cfg.output_dir) / f".{cfg.name}.baselines"
-    shutil.rmtree(staging, ignore_errors=True)
+    stats = data_summary(cfg, load_tokenizer(cfg.model, cfg.trust_remote_code), frames)
+    prepared, plan, probe_per_class = planned_job(cfg, frames, staging, time_budget_s, estimate, probe_per_class,
+                                                  baselines, started, resume)
+    cfg, final = prepared.cfg, RunFolder.of(cfg.output_dir, cfg.name)
     _stage("2/5 baselines")
-    examples = examples_descriptor(prepared.splits["test"], "test", cfg.data)
-    baseline_dirs = score_baselines(prepared.splits, labels, examples, baselines, staging,
-                                    baseline_options(cfg, probe_per_class))
+    finished = resume and final.metrics_path.is_file() and not final.is_partial and not staging.exists()
+    if not finished:  # a resumed job that got past training has its baselines in the run folder already
+        examples = examples_descriptor(prepared.splits["test"], "test", cfg.data)
+        score_baselines(prepared.splits, prepared.labels, examples, baselines, staging,
+                        baseline_options(cfg, probe_per_class))
     _stage("3/5 fine-tune")
-    run_dir = train(cfg, overwrite=overwrite, prepared=prepared)  # the card comes at stage 5, after the comparison
-    if run_dir is None:  # a DDP rank other than 0
+    run = RunFolder(final.path) if finished else trained_run(cfg, prepared, frames, resume, overwrite)
+    if run is None:  # a DDP rank other than 0
         return None
-    if cfg.self_distill != "none":  # the student is the job's model; its teacher keeps a card of its own
+    if staging.exists():
+        (staging / DONE).unlink(missing_ok=True)
+        (staging / JOB).unlink(missing_ok=True)
+        staging.rename(run.baselines_dir)
+    run.write_data_stats(stats)
+    if plan:
+        run.write_budget(plan | {"actual_s_until_evaluation": round(time.perf_counter() - started)})
+    _stage("4/5 evaluate and compare")
+    evaluate_run(run.path)
+    print_comparison(compared(run, partner))
+    _stage("5/5 report and model card")
+    html = reported(run)
+    console.print(f"done in {time.perf_counter() - started:.0f} s: {run.path} (report: {html})", markup=False)
+    return run.path
+
+
+def trained_run(cfg: TrainConfig, prepared, frames: dict, resume: bool, overwrite: bool) -> RunFolder | None:
+    """The job's model: the run (its card comes once the comparison exists), or with self-distillation its
+    student, the teacher keeping a card of its own."""
+    from ..training.train import train
+
+    run_dir = train(cfg, resume=resume, overwrite=overwrite, prepared=prepared)
+    if run_dir is None:
+        return None
+    if cfg.self_distill != "none":
         from ..reporting.card import write_model_card
 
         write_model_card(run_dir)
-        run_dir = self_distilled(run_dir, cfg, overwrite=overwrite, frames=frames)
-    run = RunFolder(run_dir)
-    staging.rename(run.baselines_dir)
-    run.write_data_stats(stats)
-    if job is not None:
-        run.write_budget(job.to_dict() | {"sentence": job.sentence(labels.n),
-                                          "actual_s_until_evaluation": round(time.perf_counter() - started)})
-    _stage("4/5 evaluate and compare")
-    evaluate_run(run.path)
-    entries = [run.path, *[run.baselines_dir / d.name for d in baseline_dirs]]
+        run_dir = self_distilled(run_dir, cfg, resume=resume, overwrite=overwrite, frames=frames)
+    return RunFolder(run_dir)
+
+
+def compared(run: RunFolder, partner: str | None) -> dict:
+    """The comparison of the run with its baselines (and the ensemble row, with `partner`), written and returned."""
+    from ..evaluation.compare import compare
+    from ..run.folder import is_baseline_folder
+
+    entries = [run.path, *sorted(p for p in run.baselines_dir.iterdir() if is_baseline_folder(p))]
     if partner:
         from ..evaluation.ensemble import ensemble_entry
         from ..run.folder import write_baseline
 
         entries.append(write_baseline(ensemble_entry(run.path, run.baselines_dir / partner), run.ensembles_dir))
-    table = compare(entries, run.comparison_dir)
-    print_comparison(table)
-    _stage("5/5 report and model card")
+    return compare(entries, run.comparison_dir)
+
+
+def reported(run: RunFolder) -> Path:
+    """The model card and the report, from the finished comparison; the report's path."""
     from ..reporting.card import write_model_card
+    from ..reporting.report import write_report
 
     write_model_card(run.path, comparison=run.comparison_dir)
-    html = write_report(run.path, comparison=run.comparison_dir)
-    console.print(f"done in {time.perf_counter() - started:.0f} s: {run.path} (report: {html})", markup=False)
-    return run.path
+    return write_report(run.path, comparison=run.comparison_dir)

@@ -17,8 +17,6 @@ from ..core.io import read_yaml
 from ..data import DataConfig
 from ..models.loading import DEFAULT_MODEL_ID
 
-MAX_EPOCHS = 20  # `min_steps` never asks for more passes over a small data set than this
-
 
 @dataclass
 class TrainingConfig:
@@ -43,9 +41,6 @@ class TrainingConfig:
     batch_size: int = field(default=16, metadata={"help": "Training examples per device per step."})
     gradient_accumulation: int = field(default=1, metadata={
         "help": "Steps whose gradients add up before an optimizer step."})
-    min_steps: int = field(default=0, metadata={
-        "help": "Train at least this many optimizer steps: a small data set gets more epochs (at most 20), and the "
-                "best checkpoint on validation and early stopping then pick where to stop (0: off)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
     scheduler: str = field(default="linear", metadata={
@@ -57,12 +52,6 @@ class TrainingConfig:
     logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
     seed: int = field(default=42, metadata={"help": "Seed for new weights (a head), masks and data order."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data source and preparation."})
-
-    def epochs_for(self, train_size: int) -> float:
-        """Epochs over `train_size` examples: `epochs`, or more when `min_steps` asks for more steps (small data)."""
-        per_step = self.batch_size * self.gradient_accumulation
-        needed = self.min_steps * per_step / max(train_size, 1)
-        return self.epochs if needed <= self.epochs else min(MAX_EPOCHS, round(needed, 2))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -288,7 +277,7 @@ RANGES = {  # field: (low, high, low inclusive, high inclusive)
     "batch_size": (1, 1 << 16, True, True), "eval_batch_size": (1, 1 << 16, True, True),
     "gradient_accumulation": (1, 1 << 16, True, True), "weight_decay": (0, 1, True, True),
     "warmup_ratio": (0, 1, True, False), "dropout": (0, 1, True, False), "attention_dropout": (0, 1, True, False),
-    "eval_steps": (0, 1 << 40, True, True), "min_steps": (0, 1 << 40, True, True),
+    "eval_steps": (0, 1 << 40, True, True),
     "batch_memory_limit_gb": (0, 1 << 20, False, True),
     "early_stopping_patience": (0, 1 << 20, True, True),
     "early_stopping_from": (0, 1, True, False), "self_distill_texts": (0, 1 << 40, True, True),
@@ -408,7 +397,7 @@ class AdaptConfig(TrainingConfig):
 ADAPT_SPLITS = ("train", "unsupervised")
 ADAPT_RANGES = {name: RANGES[name] for name in ("learning_rate", "epochs", "batch_size", "weight_decay",
                                                  "warmup_ratio", "save_total_limit", "logging_steps", "max_length",
-                                                 "gradient_accumulation", "min_steps")}
+                                                 "gradient_accumulation")}
 ADAPT_RANGES |= {"mlm_probability": (0, 1, False, False), "eval_texts": (0, 1 << 40, True, True),
                  "save_steps": (0, 1 << 40, True, True)}
 ADAPT_CHOICES = {name: CHOICES[name] for name in ("precision", "attention", "scheduler")}

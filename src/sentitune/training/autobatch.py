@@ -65,14 +65,30 @@ def tokens_per_example(cfg: TrainConfig, prepared) -> float:
     return sum(-(-n // 8) * 8 for n in lengths) / max(len(lengths), 1)
 
 
+def length_spread(prepared, cfg: TrainConfig, n: int):
+    """A copy of `prepared` whose train split is `n` of its texts at evenly spaced quantiles of length: a few
+    length-grouped steps over them hold the mix of lengths a whole epoch holds (its first steps, its longest texts)."""
+    import datasets
+    import numpy as np
+
+    tokenized = prepared.tokenized(cfg)
+    lengths = np.array([len(ids) for ids in tokenized["train"]["input_ids"]])
+    picks = np.argsort(lengths, kind="stable")[np.linspace(0, len(lengths) - 1, n).round().astype(int)]
+    spread = datasets.DatasetDict({**tokenized, "train": tokenized["train"].select(np.sort(picks))})
+    return dataclasses.replace(prepared, _tokenized={(cfg.max_length, cfg.truncation): spread})
+
+
 def training_rate(probe: TrainConfig, prepared, callbacks=(), skip: int = 1) -> float:
     """Training examples/s of `probe` (a config with a few max_steps) on this machine: its steps through the run's
-    own assembly, timed and counted in tokens, as examples/s of a whole epoch of the prepared data."""
+    own assembly over texts of every length (`length_spread`), timed and counted in tokens, as examples/s of a
+    whole epoch of the prepared data."""
     from .trainer import make_trainer, new_model
 
     clock = StepClock(probe.gradient_accumulation)
+    examples = probe.max_steps * probe.batch_size * probe.gradient_accumulation
+    spread = length_spread(prepared, probe, examples)
     with tempfile.TemporaryDirectory(prefix="sentitune-rate-") as out:
-        trainer = make_trainer(probe, prepared, new_model(probe, prepared), out, [clock, *callbacks])
+        trainer = make_trainer(probe, spread, new_model(probe, prepared), out, [clock, *callbacks])
         trainer.data_collator = clock.counting(trainer.data_collator)
         trainer.train()
     return clock.tokens_per_s(skip) / tokens_per_example(probe, prepared)

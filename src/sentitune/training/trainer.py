@@ -150,7 +150,7 @@ def checkpoint_every(cfg: TrainingConfig, train_size: int, every: int = 0) -> in
     """Steps between checkpoints (and evaluations): `every`, or about four per epoch."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     steps_per_epoch = math.ceil(train_size / (cfg.batch_size * cfg.gradient_accumulation * world))
-    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs_for(train_size))
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     return every or max(1, min(total, steps_per_epoch) // 4)
 
 
@@ -161,7 +161,7 @@ def shared_arguments(cfg: TrainingConfig, checkpoints: Path, runtime: Runtime, e
     return dict(
         output_dir=str(checkpoints), per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation, learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs_for(train_size), max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.scheduler, save_strategy="steps", save_steps=every,
         save_total_limit=cfg.save_total_limit,
         # a log at every checkpoint, so a resumed run's restored history covers every step before it
