@@ -12,6 +12,7 @@ import pytest
 import yaml
 from fake_run import fake_comparison, make_fake_run
 
+from sentitune.evaluation.evaluate import evaluate_run
 from sentitune.reporting.card import base_model_id, write_model_card
 from sentitune.reporting.facts import dataset_of, hardware_text
 
@@ -42,6 +43,7 @@ def index_metrics(meta: dict) -> list[dict]:
 
 def test_binary_card(tmp_path):
     run = make_fake_run(tmp_path)
+    evaluate_run(run)
     path = write_model_card(run)
     assert path == run / "model" / "README.md" and not list(path.parent.glob(".*.tmp-*"))
     text = path.read_text()
@@ -70,6 +72,7 @@ def test_binary_card(tmp_path):
 
 def test_three_class_card_leads_with_the_official_metric(tmp_path):
     run = make_fake_run(tmp_path, kind="tweets")
+    evaluate_run(run)
     text = write_model_card(run).read_text()
     meta, _, body = parse(text)
     test = json.loads((run / "metrics.json").read_text())["test"]
@@ -91,6 +94,7 @@ def test_three_class_card_leads_with_the_official_metric(tmp_path):
 
 def test_five_class_ordinal_card(tmp_path):
     run = make_fake_run(tmp_path, kind="stars")
+    evaluate_run(run)
     text = write_model_card(run).read_text()
     meta, _, body = parse(text)
     test = json.loads((run / "metrics.json").read_text())["test"]
@@ -106,6 +110,7 @@ def test_five_class_ordinal_card(tmp_path):
 
 def test_card_lists_baselines_when_present(tmp_path):
     run = make_fake_run(tmp_path)
+    evaluate_run(run)
     table = fake_comparison(run)
     _, _, body = parse(write_model_card(run).read_text())
     baseline = next(r for r in table["rows"] if r["name"] == "tfidf-logreg")

@@ -18,8 +18,9 @@ from fake_run import fake_comparison, make_fake_run
 from typer.testing import CliRunner
 
 from sentitune.app.cli import app
-from sentitune.reporting.facts import p_value
-from sentitune.reporting.present import highlighted, write_presentation
+from sentitune.evaluation.evaluate import evaluate_run
+from sentitune.reporting.formats import highlighted, p_value
+from sentitune.reporting.present import write_presentation
 from sentitune.run.folder import RunFolder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +51,12 @@ def shown_text(section: str) -> str:
 @pytest.fixture(scope="module")
 def decks(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     """{kind: (run, deck HTML)}: binary, three-class (train/test shares differ) and five-class ordinal fake runs,
-    each with a comparison table (one baseline scored on other examples)."""
+    evaluated, each with a comparison table (one baseline scored on other examples)."""
     root = tmp_path_factory.mktemp("present")
     out = {}
     for kind in ("binary", "tweets", "stars"):
         run = make_fake_run(root, name=kind, kind=kind)
+        evaluate_run(run)
         fake_comparison(run)
         out[kind] = (run, write_presentation(run).read_text())
     return out
@@ -207,6 +209,7 @@ def with_explanations(run: Path) -> None:
 
 def test_errors_slide_without_and_with_explanations(tmp_path):
     run = make_fake_run(tmp_path)
+    evaluate_run(run)
     plain = slides_of(write_presentation(run).read_text())["errors"]
     assert plain.count('<div class="error">') == 4 and 'class="w ' not in plain
     assert "word highlights (evaluation.json has no explanations)" in notes_of(plain)
@@ -240,7 +243,7 @@ def test_hostile_text_and_names_are_escaped(tmp_path):
     run = make_fake_run(tmp_path, name="hostile", kind="tweets", names=HOSTILE, title=HOSTILE_RUN,
                         text_prefix=" ".join(HOSTILE) + " ")
     fake_comparison(run)
-    write_presentation(run)  # evaluates the run first
+    evaluate_run(run)
     with_explanations(run)
     text = write_presentation(run).read_text()
     assert text.count("<script") == 1 and "onerror=alert(1)>" not in text and "alert(2)</script>" not in text

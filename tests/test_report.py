@@ -15,7 +15,9 @@ import pytest
 import yaml
 from conftest import tiny_bert
 from fake_run import TINY_PNG, comparison_table, fake_comparison, make_fake_run
+from typer.testing import CliRunner
 
+from sentitune.app.cli import app
 from sentitune.evaluation.evaluate import evaluate_run
 from sentitune.reporting.facts import run_facts
 from sentitune.reporting.report import lessons_learned, write_report
@@ -30,9 +32,10 @@ IMG_TAG = re.compile(r'<img src="([^"]+)"')
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-    """A binary fake run with a comparison and a study, reported once for the whole module."""
+    """A binary fake run, evaluated, with a comparison and a study, reported once for the whole module."""
     root = tmp_path_factory.mktemp("report")
     run = make_fake_run(root)
+    evaluate_run(run)
     fake_comparison(run)
     study = root / "study"
     (study / "plots").mkdir(parents=True)
@@ -44,11 +47,12 @@ def reported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def multiclass(tmp_path_factory):
-    """{kind: run}: a three-class run (train and test shares differ) and a five-class ordinal one, both reported
-    with a comparison."""
+    """{kind: run}: a three-class run (train and test shares differ) and a five-class ordinal one, both evaluated
+    and reported with a comparison."""
     root = tmp_path_factory.mktemp("multiclass")
     runs = {kind: make_fake_run(root, name=kind, kind=kind) for kind in ("tweets", "stars")}
     for run in runs.values():
+        evaluate_run(run)
         fake_comparison(run)
         write_report(run)
     return runs
@@ -184,6 +188,7 @@ def test_five_class_ordinal_metrics(multiclass):
 def test_hostile_text_and_names_are_escaped_in_html(tmp_path):
     run = make_fake_run(tmp_path, name="hostile", kind="tweets", names=HOSTILE, title=HOSTILE_RUN,
                         text_prefix=" ".join(HOSTILE) + " ")
+    evaluate_run(run)
     fake_comparison(run)
     html = write_report(run).read_text()
     assert "<script" not in html and "onerror=alert(1)>" not in html
@@ -224,13 +229,21 @@ def test_comparison_given_as_a_table_draws_its_chart(tmp_path):
     assert (run / "plots" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_report_without_comparison_evaluates_first(tmp_path):
+def test_report_of_a_run_not_evaluated_reads_its_recorded_metrics(tmp_path):
     run = make_fake_run(tmp_path)
     html = write_report(run, out_dir=tmp_path / "out")
-    assert (run / "evaluation.json").is_file() and html.parent == tmp_path / "out"
+    assert not (run / "evaluation.json").exists() and html.parent == tmp_path / "out"
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "Comparison with baselines" not in md
+    assert "Comparison with baselines" not in md and "**Not evaluated yet**" in md
+    assert f"{metrics_json(run)['test']['accuracy']:.4f}" in md
     assert all((html.parent / link).is_file() for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md))
+
+
+def test_cli_report_evaluates_a_run_first(tmp_path):
+    run = make_fake_run(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "evaluation.json").is_file() and "Not evaluated yet" not in (run / "report.md").read_text()
 
 
 @pytest.mark.parametrize("name", OLD_RUNS)

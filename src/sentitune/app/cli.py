@@ -408,6 +408,18 @@ def evaluate_command(run: Path = typer.Argument(..., help="A run folder."),
     console.print_json(json.dumps({k: result[k] for k in ("metrics",) if k in result}, default=str))
 
 
+def _evaluated(run: Path) -> None:
+    """Evaluate `run` first when it has predictions but no evaluation.json: reporting only reads the evaluation (a
+    run kept without predictions is reported from its recorded test metrics)."""
+    from ..run.folder import RunFolder
+
+    folder = RunFolder(run)
+    if not folder.evaluation() and folder.has_predictions():
+        from ..evaluation.evaluate import evaluate_run
+
+        evaluate_run(run)
+
+
 @app.command("report")
 def report_command(run: Path = typer.Argument(..., help="A run folder."),
                    comparison: Optional[Path] = typer.Option(None, help="comparison.json (default: RUN/comparison/)."),
@@ -417,6 +429,7 @@ def report_command(run: Path = typer.Argument(..., help="A run folder."),
     from ..reporting.report import write_report
     from ..run.folder import RunFolder
 
+    _evaluated(run)
     comparison = comparison or (RunFolder(run).comparison_dir if RunFolder(run).comparison_dir.is_dir() else None)
     console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
 
@@ -428,6 +441,7 @@ def present_command(run: Path = typer.Argument(..., help="A run folder."),
     speaker notes, print for one slide per page."""
     from ..reporting.present import write_presentation
 
+    _evaluated(run)
     console.print(f"wrote {write_presentation(run, out)}")
 
 

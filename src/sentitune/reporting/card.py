@@ -15,7 +15,8 @@ from ..core.io import atomic_write_text
 from ..core.labels import LabelScheme
 from ..models.loading import local_copy, model_id
 from ..run.folder import RunFolder
-from .facts import environment, metric_label, official_first, run_facts
+from .facts import metric_label, official_first, run_facts
+from .formats import environment
 
 # sentitune's metric keys as the Hub's metric ids (for the `metrics:` list; model-index keeps sentitune's keys)
 HUB_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "recall_macro": "recall", "f1": "f1", "roc_auc": "roc_auc",
@@ -109,7 +110,8 @@ def render_card(facts: dict, license: str | None = None) -> str:
 def write_model_card(run_dir: str | Path, comparison=None, license: str | None = None) -> Path:
     """Write the run's model card (RUN/model/README.md) atomically and return its path.
 
-    Evaluates the run first when it has not been evaluated; lists the baseline comparison when the run has one
+    Uses the run's evaluation when it has one, else its recorded test metrics (a card written right after training,
+    which evaluates nothing); lists the baseline comparison when the run has one
     (or `comparison`, a comparison.json path/folder or loaded table). `license` defaults to the base model's own
     license when its card is on disk; otherwise the card says `other` and points to the base model's terms."""
     facts = run_facts(run_dir, comparison)

@@ -1,16 +1,16 @@
-"""The facts of a run, gathered once: what the HTML/Markdown report and the model card both render.
+"""The facts of a run, gathered once: what the report, the slide deck and the model card all render.
 
-`run_facts(run)` reads everything through `RunFolder` (evaluating the run first when it has no evaluation yet)
-and returns one dict; the report and the card only format it. The shared formatting (the Jinja environments and
-their number filters, the hardware line) lives here too, so neither renderer imports the other.
+`run_facts(run)` reads everything through `RunFolder` and returns one dict, its lessons (`lessons.lessons`)
+included; the renderers only format it. Reading never evaluates: a run without evaluation.json is described by the
+test metrics recorded at the end of training (`recorded_only`), and the renderers say what that leaves out.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import yaml
 
@@ -18,7 +18,8 @@ from ..core.errors import SentituneError
 from ..core.labels import LabelScheme
 from ..core.metrics import per_class
 from ..models.loading import model_id
-from ..run.folder import RunFolder, read_comparison
+from ..run.folder import RunFolder, read_comparison, read_json
+from .lessons import lessons
 
 FINE_TUNED = "fine-tuned"  # the `kind` of a fine-tuned run's row in a comparison table
 STUDY = "study"  # a hyperparameter study kept inside the run folder
@@ -258,14 +259,63 @@ def max_length_fact(data: dict, config: dict, evaluation: dict) -> dict:
     return {"value": value, "source": "set in the run's configuration"}
 
 
-def evaluation_of(run: RunFolder) -> dict:
-    """The run's evaluation, computed (and written) first when `sentitune evaluate` has not run yet."""
-    evaluation = run.evaluation()
-    if evaluation:
-        return evaluation
-    from ..evaluation.evaluate import evaluate_run
+def recorded_evaluation(run: RunFolder, recorded: dict) -> dict:
+    """An evaluation built from metrics.json's test metrics, for a run not evaluated (yet): no slices, errors,
+    calibration or plots."""
+    test = recorded.get("test")
+    if not test:
+        raise SentituneError(f"{run.path}: no evaluation.json and no test metrics in metrics.json, so nothing to "
+                             f"report; evaluate the run first (sentitune evaluate {run.path}).")
+    return {"split": "test", "n": test.get("n"), "labels": run.labels().to_dict(), "metrics": test, "errors": {},
+            "slices": {}, "plots": {}, "examples": (recorded.get("examples") or {}).get("test") or {}}
 
-    return evaluate_run(run.path)
+
+def evaluation_of(run: RunFolder, recorded: dict) -> tuple[dict, bool]:
+    """(evaluation, recorded_only): evaluation.json as `sentitune evaluate` wrote it, else the recorded test
+    metrics. Never evaluates: that loads the model and writes files, which callers do first when they need it."""
+    evaluation = run.evaluation()
+    return (evaluation, False) if evaluation else (recorded_evaluation(run, recorded), True)
+
+
+def scored_split(examples: dict, data: dict, n) -> dict:
+    """{split, whole, n, of, seed}: which test examples the metrics are on. `split` is the test split's name when
+    the whole split was scored, else a name that says the sample (`test[sample: 2000, seed 42]`) or the share of
+    training data held out as test (`train[20% held out, seed 42]`)."""
+    n, seed = examples.get("size") or n, examples.get("seed")
+    carved = data.get("test_carved_from_train")
+    of = (data.get("raw_rows") or {}).get("test")
+    sampled = bool(examples.get("per_class")) or (of is not None and n is not None and n < of)
+    if carved:
+        split = f"train[{100 * carved:g}% held out{f': sample of {n}' if sampled else ''}, seed {seed}]"
+    else:
+        split = f"test[sample: {n}, seed {seed}]" if sampled else "test"
+    return {"split": split, "whole": not carved and not sampled, "n": n, "of": of, "seed": seed,
+            "per_class": examples.get("per_class"), "carved": carved}
+
+
+def model_details(run: RunFolder, recorded: dict) -> dict:
+    """The saved model's architecture from its config.json: {architecture, model_type, layers, hidden_size,
+    heads, max_positions, vocab_size, parameters}, as far as known. Parameters are counted from the safetensors
+    headers (no weights are read), else taken from a distillation's record."""
+    config = read_json(run.model_dir / "config.json")
+    details = {"architecture": (config.get("architectures") or [None])[0], "model_type": config.get("model_type"),
+               "layers": config.get("num_hidden_layers"), "hidden_size": config.get("hidden_size"),
+               "heads": config.get("num_attention_heads"), "max_positions": config.get("max_position_embeddings"),
+               "vocab_size": config.get("vocab_size")}
+    student = ((recorded.get("distillation") or {}).get("student") or {}).get("parameters")
+    details["parameters"] = safetensors_parameters(run.model_dir) or student
+    return {k: v for k, v in details.items() if v is not None}
+
+
+def safetensors_parameters(model_dir: Path) -> int | None:
+    """How many parameters the model's .safetensors files hold, read from their JSON headers alone."""
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        total += sum(int(np.prod(t["shape"])) for name, t in header.items() if name != "__metadata__")
+    return total or None
 
 
 def read_study(study_dir: str | Path | None) -> dict | None:
@@ -286,16 +336,68 @@ def study_of(run: RunFolder, study_dir: str | Path | None) -> dict | None:
     return read_study(study_dir or (inside if inside.is_dir() else None))
 
 
+def evaluation_plot(facts: dict, key: str) -> Path | None:
+    """One of the evaluation's plots, if it was made and is still there."""
+    made = (facts["evaluation"].get("plots") or {}).get(key)
+    path = facts["run_dir"] / made if made else None
+    return path if path is not None and path.is_file() else None
+
+
+def selection_column(train: dict, log: list[dict]) -> str | None:
+    """The logged validation metric that picked the checkpoint (eval_f1, eval_f1_macro or eval_accuracy in logs
+    that predate `selection_metric`)."""
+    metric = train.get("selection_metric")
+    candidates = ([f"eval_{metric}"] if metric else []) + ["eval_f1", "eval_f1_macro", "eval_accuracy"]
+    return next((c for c in candidates if any(r.get(c) is not None for r in log)), None)
+
+
+def selection_peak(train: dict, log: list[dict], labels: LabelScheme) -> dict | None:
+    """{metric, step, value, last_step, last_eval} of the validation selection metric's best evaluation."""
+    column = selection_column(train, log)
+    evals = [r for r in log if r.get(column) is not None and "step" in r] if column else []
+    if not evals:
+        return None
+    best = max(evals, key=lambda r: r[column])
+    last = train.get("steps") or max(r.get("step", 0) for r in log)
+    return {"metric": metric_label(column.removeprefix("eval_"), labels), "step": best["step"],
+            "value": best[column], "last_step": last, "last_eval": max(r["step"] for r in evals)}
+
+
+def truncation(evaluation: dict) -> dict | None:
+    """{share, cut, kept} of the evaluated texts longer than max_length, from the truncation slice."""
+    rows = (evaluation.get("slices") or {}).get("truncation") or []
+    if len(rows) != 2:
+        return None
+    kept, cut = rows
+    return {"share": cut["n"] / max(cut["n"] + kept["n"], 1), "cut": cut, "kept": kept,
+            "max_length": evaluation.get("max_length")}
+
+
+def confident_errors(evaluation: dict) -> list[dict]:
+    """The most confident errors over every true class, most confident first."""
+    confident = (evaluation.get("errors") or {}).get("confident") or {}
+    rows = [r for rows in confident.values() for r in rows if r.get("text") is not None]
+    return sorted(rows, key=lambda r: -float(r.get("confidence") or 0))
+
+
+def explained_errors(evaluation: dict) -> list[dict]:
+    """The confident errors that `sentitune evaluate` explained (`words`: [{word, start, end, score}] on the error
+    rows), most confident first."""
+    return [e for e in confident_errors(evaluation) if isinstance(e.get("words"), list)
+            and any(isinstance(w, dict) and isinstance(w.get("score"), (int, float)) for w in e["words"])]
+
+
 # ---------------------------------------------------------------- comparison
 
 
 def comparison_entry(row: dict, is_model: bool) -> dict:
-    """A row of `sentitune compare`'s table in the renderers' shape."""
+    """A row of `sentitune compare`'s table in the renderers' shape, the row itself under `row`."""
     metrics = {k: row[k] for k in ("n", *COMPARISON_KEYS) if row.get(k) is not None}
     metrics |= {f"{k}_ci95": row[f"{k}_ci95"] for k in COMPARISON_KEYS if row.get(f"{k}_ci95")}
     return {"name": row["name"], "kind": row.get("kind"), "is_model": is_model, "metrics": metrics,
             "examples": row.get("examples") or {}, "examples_per_s": row.get("examples_per_s"),
-            "mcnemar": row.get("mcnemar_vs_best_baseline"), "bootstrap": row.get("bootstrap_f1_macro_vs_best_baseline")}
+            "mcnemar": row.get("mcnemar_vs_best_baseline"), "bootstrap": row.get("bootstrap_f1_macro_vs_best_baseline"),
+            "row": row}
 
 
 def ranked(entries, primary: str) -> list[dict]:
@@ -310,15 +412,15 @@ def ranked(entries, primary: str) -> list[dict]:
 
 
 def comparison_rows(table: dict, model: dict, names: set[str], primary: str) -> list[dict]:
-    """The run first (its metrics from its evaluation, its paired tests from the table), then the other systems
-    best first by `primary`, each flagged `comparable` (scored on the same examples as the run)."""
+    """The run first, then the other systems best first by `primary`, each flagged `comparable` (scored on the same
+    examples as the run). The run's row is the table's own when it has one (its values are those the paired tests
+    compared), else `model` (the run's evaluation)."""
     rows = table.get("rows") or []
     if not rows:
         return []
-    own = next((r for r in rows if r["name"] in names and r.get("kind", FINE_TUNED) == FINE_TUNED), None)
+    own = next((r for r in rows if r.get("name") in names and r.get("kind", FINE_TUNED) == FINE_TUNED), None)
     if own is not None:
-        paired = comparison_entry(own, True)
-        model = {**model, **{k: paired[k] for k in ("mcnemar", "bootstrap", "examples_per_s")}}
+        model = comparison_entry(own, True)
     others = ranked([comparison_entry(r, False) for r in rows if r is not own], primary)
     fingerprint = model["examples"].get("fingerprint")
     same = lambda e: fingerprint is not None and e["examples"].get("fingerprint") == fingerprint  # noqa: E731
@@ -340,6 +442,18 @@ def comparison_source(run: RunFolder, comparison) -> tuple[dict, Path | None]:
     table = read_comparison(comparison)
     inside = not isinstance(comparison, dict) and Path(comparison).resolve().is_relative_to(run.path.resolve())
     return table, run.comparison_chart() if inside else None
+
+
+def baseline_gap(rows: list[dict], primary: str, best_name: str | None, labels: LabelScheme) -> dict | None:
+    """{model, best, label, skipped}: the run's row, the best baseline scored on the same examples with the primary
+    metric (the table's best when it qualifies, else the best by `primary`; None when there is none), the primary
+    metric's name and the systems scored on other examples. None without a comparison."""
+    if not rows:
+        return None
+    same = [r for r in rows[1:] if r["comparable"] and r["metrics"].get(primary) is not None]
+    best = (next((r for r in same if r["name"] == best_name), None) or ranked(same, primary)[0]) if same else None
+    return {"model": rows[0], "best": best, "label": metric_label(primary, labels),
+            "skipped": [r["name"] for r in rows[1:] if not r["comparable"]]}
 
 
 # ---------------------------------------------------------------- everything
@@ -364,84 +478,40 @@ def class_facts(metrics: dict, labels: LabelScheme, data: dict) -> dict:
 
 
 def comparison_facts(run: RunFolder, comparison, model: dict, primary: str, labels: LabelScheme) -> dict:
-    """The comparison rows (the run first), their metric columns, the raw table and its chart."""
+    """The comparison rows (the run first), their metric columns, the raw table, its chart and the baseline gap."""
     table, chart = comparison_source(run, comparison)
     rows = comparison_rows(table, model, {model["name"], run.name}, primary)
     return {"comparison": rows, "comparison_columns": comparison_columns(rows, labels), "comparison_table": table,
-            "comparison_chart": chart, "best_baseline": table.get("best_baseline")}
+            "comparison_chart": chart, "best_baseline": table.get("best_baseline"),
+            "baseline": baseline_gap(rows, primary, table.get("best_baseline"), labels)}
 
 
-def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str | Path | None = None,
-              evaluation: dict | None = None) -> dict:
-    """Everything the report and the model card show about a run, read through its RunFolder.
+def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str | Path | None = None) -> dict:
+    """Everything the report, the deck and the model card show about a run, read through its RunFolder.
 
     `comparison`: a comparison.json path or folder, or a loaded table (default: the run's own, when it has one).
     `study_dir`: a hyperparameter study folder with best.yaml and plots/ (default: RUN/study when present).
-    `evaluation`: an evaluation to use instead of the run's own (default: evaluation.json, computed when absent)."""
+    The evaluation is evaluation.json, else the test metrics recorded at the end of training (`recorded_only`)."""
     run = (run_dir if isinstance(run_dir, RunFolder) else RunFolder(Path(run_dir))).require()
     cfg, recorded, labels = run.config(), run.metrics(), run.labels()
     data, train = recorded.get("data") or {}, recorded.get("train") or {}
-    evaluation = evaluation or evaluation_of(run)
+    evaluation, recorded_only = evaluation_of(run, recorded)
     evaluation = {**evaluation, "metrics": with_class_metrics(evaluation["metrics"], labels)}
     source, config = cfg.data.data or data.get("source"), cfg.to_dict()
     dataset = dataset_of(source)
     examples = (recorded.get("examples") or {}).get("test") or evaluation.get("examples") or {}
+    log = run.log()
     facts = {"run": run, "run_dir": run.path, "name": cfg.name or run.name, "config": config, "labels": labels,
              "dataset": dataset, "source": source, "unit": dataset.unit, "model_id": model_id(cfg.model),
-             "metrics": recorded, "evaluation": evaluation, "m": evaluation["metrics"], "train": train, "data": data,
-             "log": run.log(), "examples": examples, "max_length": max_length_fact(data, config, evaluation),
+             "metrics": recorded, "evaluation": evaluation, "recorded_only": recorded_only,
+             "m": evaluation["metrics"], "train": train, "data": data, "log": log, "examples": examples,
+             "scored": scored_split(examples, data, evaluation.get("n")),
+             "max_length": max_length_fact(data, config, evaluation), "model_details": model_details(run, recorded),
              "hardware": hardware_text(train.get("hardware")), "study": study_of(run, study_dir),
-             "budget": run.budget().get("sentence"),
-             "weakest_slices": weakest_slices(evaluation.get("slices") or {}),
+             "budget": run.budget().get("sentence"), "selection_peak": selection_peak(train, log, labels),
+             "truncation": truncation(evaluation), "weakest_slices": weakest_slices(evaluation.get("slices") or {}),
              **metric_facts(evaluation, recorded, labels, dataset), **class_facts(evaluation["metrics"], labels, data)}
     model = {"name": facts["name"], "kind": FINE_TUNED, "is_model": True, "metrics": facts["m"],
-             "examples": facts["examples"], "examples_per_s": None, "mcnemar": None, "bootstrap": None}
-    return facts | comparison_facts(run, comparison, model, facts["primary"], labels)
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def f_number(spec: str):
-    return lambda x: "n/a" if x is None else format(x, spec)
-
-
-def p_value(test: dict | None) -> str:
-    """A paired test's p-value with two significant digits ("<0.0001" below that; blank without a test)."""
-    p = (test or {}).get("p_value")
-    return "" if p is None else "<0.0001" if p < 1e-4 else f"{p:.2g}"
-
-
-def markdown_cell(value) -> str:
-    """Text safe inside a Markdown table cell: pipes escaped, line breaks flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
-def kept_weights(train: dict) -> str:
-    """Which step's weights a run kept: the best on validation, or the last (`--checkpoint last`)."""
-    step = train.get("best_step")
-    if step is None:
-        return "n/a"
-    which = "the last" if train.get("checkpoint") == "last" else "the best on validation"
-    return f"weights of step {step:,}, {which}"
-
-
-FILTERS = {
-    "f3": f_number(".3f"), "f4": f_number(".4f"),
-    "pct": lambda x: "n/a" if x is None else f"{100 * x:.1f}%",
-    "ci": lambda c: "n/a" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]",
-    "pvalue": p_value,
-    "duration": lambda s: "n/a" if s is None else (f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"),
-    "probs": lambda probs: ", ".join(f"{name} {p:.2f}" for name, p in (probs or {}).items()),
-    "cell": markdown_cell,
-    "kept": kept_weights,
-}
-
-
-def environment(html: bool) -> jinja2.Environment:
-    """The package templates' environment: every value HTML-escaped when `html`, raw for Markdown."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("sentitune.reporting", "templates"), autoescape=html,
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
-    env.filters.update(FILTERS)
-    return env
+             "examples": facts["examples"], "examples_per_s": None, "mcnemar": None, "bootstrap": None, "row": {}}
+    facts |= comparison_facts(run, comparison, model, facts["primary"], labels)
+    return facts | {"lessons": lessons(facts)}

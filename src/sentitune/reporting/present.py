@@ -10,7 +10,6 @@ every value: texts, class names and run names come from the data and must never 
 
 from __future__ import annotations
 
-import base64
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,28 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import SentituneError
 from ..core.io import atomic_write_text
 from ..evaluation.plots import plot_comparison, plot_confusion_matrix, training_plots
 from ..run.folder import RunFolder
 from .facts import (
-    FILTERS,
     FINE_TUNED,
     SHARE_TOLERANCE,
-    comparison_entry,
-    environment,
+    confident_errors,
+    evaluation_plot,
+    explained_errors,
     metric_label,
-    p_value,
-    ranked,
     run_facts,
 )
+from .formats import FILTERS, data_uri, environment, highlighted
 
 TEMPLATE = "presentation.html.j2"
 ERRORS_SHOWN, EXPLAINED_SHOWN, LESSONS_SHOWN = 4, 3, 5
 EXCERPT_CHARS, EXPLAINED_CHARS = 240, 300
-SIGNIFICANCE = 0.05
-CALIBRATION_GAIN = 0.005  # an ECE drop below this is not worth shipping a temperature for
-TRUNCATION_WORTH = 0.05  # a share of cut test texts worth a lesson
 CURVES = ("loss", "f1")  # the training plots shown: loss, and the selection metric with accuracy
 
 # what each baseline family is, by the start of its name, then by its kind
@@ -70,107 +64,13 @@ class Slide:
 # ---------------------------------------------------------------- reading the run
 
 
-def recorded_evaluation(run: RunFolder) -> dict:
-    """An evaluation built from metrics.json's test metrics, for runs kept without predictions or evaluation.json."""
-    recorded = run.metrics()
-    test = recorded.get("test")
-    if not test:
-        raise SentituneError(f"{run.path}: no test metrics in metrics.json and no predictions to evaluate; "
-                             "train the run first (sentitune train).")
-    return {"split": "test", "n": test.get("n"), "labels": run.labels().to_dict(), "metrics": test, "errors": {},
-            "slices": {}, "plots": {}, "examples": (recorded.get("examples") or {}).get("test") or {}}
-
-
-def deck_facts(run: RunFolder) -> dict:
-    """The report's facts; a run with neither evaluation.json nor predictions gets them from its recorded metrics."""
-    if run.evaluation() or run.has_predictions():
-        return run_facts(run)
-    facts = run_facts(run, evaluation=recorded_evaluation(run))
-    return {**facts, "recorded_only": True}
-
-
-def image_uri(path: Path) -> str:
-    """A PNG as a base64 data URI, so the deck needs no files beside it."""
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
 def figure(title: str, path: Path) -> dict:
-    return {"title": title, "src": image_uri(path)}
-
-
-def evaluation_plot(facts: dict, key: str) -> Path | None:
-    """One of the evaluation's plots, if it was made and is still there."""
-    made = (facts["evaluation"].get("plots") or {}).get(key)
-    path = facts["run_dir"] / made if made else None
-    return path if path is not None and path.is_file() else None
+    return {"title": title, "src": data_uri(path)}
 
 
 def run_date(run: RunFolder) -> str:
     """When training ended, as the date metrics.json was last written."""
     return datetime.fromtimestamp(run.metrics_path.stat().st_mtime).date().isoformat()
-
-
-def table_entries(facts: dict) -> list[dict]:
-    """The comparison table's rows with the values exactly as the table has them: the run's own first, then the
-    others best first; each flagged `is_model` and `comparable` (scored on the same test examples as the run)."""
-    rows = facts["comparison_table"].get("rows") or []
-    names = {facts["name"], facts["run"].name}
-    own = next((r for r in rows if r.get("name") in names and r.get("kind", FINE_TUNED) == FINE_TUNED), None)
-    entries = [{**comparison_entry(r, r is own), "row": r} for r in rows]
-    model = [e for e in entries if e["is_model"]]
-    ordered = model + ranked([e for e in entries if not e["is_model"]], facts["primary"])
-    fingerprint = model[0]["examples"].get("fingerprint") if model else None
-    return [{**e, "comparable": e["is_model"] or (fingerprint is not None
-                                                   and e["examples"].get("fingerprint") == fingerprint)}
-            for e in ordered]
-
-
-def significance_test(model: dict, primary: str) -> tuple[str, dict] | None:
-    """The paired test behind the primary metric: the bootstrap on macro F1 for a macro metric, else McNemar."""
-    tests = [("paired bootstrap on macro F1", model.get("bootstrap")), ("McNemar on accuracy", model.get("mcnemar"))]
-    if primary == "accuracy":
-        tests.reverse()
-    return next(((name, t) for name, t in tests if (t or {}).get("p_value") is not None), None)
-
-
-def best_comparable(entries: list[dict], primary: str, best_name: str | None) -> dict | None:
-    same = [e for e in entries[1:] if e["comparable"] and e["metrics"].get(primary) is not None]
-    if not same:
-        return None
-    return next((e for e in same if e["name"] == best_name), None) or ranked(same, primary)[0]
-
-
-def lowest_recall(facts: dict) -> dict | None:
-    rows = facts["m"].get("per_class") or []
-    return min(rows, key=lambda r: r["recall"]) if rows else None
-
-
-def selection_column(facts: dict) -> str | None:
-    """The logged validation metric that picked the checkpoint."""
-    metric = facts["train"].get("selection_metric")
-    candidates = ([f"eval_{metric}"] if metric else []) + ["eval_f1", "eval_f1_macro", "eval_accuracy"]
-    return next((c for c in candidates if any(r.get(c) is not None for r in facts["log"])), None)
-
-
-def selection_peak(facts: dict) -> dict | None:
-    """{metric, step, value, last_step} of the validation selection metric's best evaluation."""
-    column = selection_column(facts)
-    if column is None:
-        return None
-    evals = [r for r in facts["log"] if r.get(column) is not None and "step" in r]
-    best = max(evals, key=lambda r: r[column])
-    last = facts["train"].get("steps") or max(r.get("step", 0) for r in facts["log"])
-    return {"metric": metric_label(column.removeprefix("eval_"), facts["labels"]), "step": best["step"],
-            "value": best[column], "last_step": last, "last_eval": max(r["step"] for r in evals)}
-
-
-def truncation(facts: dict) -> dict | None:
-    """{share, cut, kept} of the evaluated texts longer than max_length, from the truncation slice."""
-    rows = (facts["evaluation"].get("slices") or {}).get("truncation") or []
-    if len(rows) != 2:
-        return None
-    kept, cut = rows
-    return {"share": cut["n"] / max(cut["n"] + kept["n"], 1), "cut": cut, "kept": kept}
 
 
 def token_rows(stats: dict) -> list[dict]:
@@ -209,13 +109,6 @@ def text_lengths(run: RunFolder, facts: dict) -> dict | None:
     return None
 
 
-def explanations(evaluation: dict) -> list[dict]:
-    """The confident errors that `sentitune evaluate` explained (`words`: [{word, start, end, score}] on the error
-    rows), most confident first."""
-    return [e for e in confident_errors(evaluation) if isinstance(e.get("words"), list)
-            and any(isinstance(w, dict) and isinstance(w.get("score"), (int, float)) for w in e["words"])]
-
-
 # ---------------------------------------------------------------- texts
 
 
@@ -228,178 +121,8 @@ def shortened(text: str, chars: int = EXCERPT_CHARS) -> str:
     return f"{text[:head].rstrip()} … {text[-(chars - head):].lstrip()}"
 
 
-def scored_words(item: dict) -> list[dict]:
-    """The item's words with a usable character span and numeric score, in text order."""
-    text = str(item["text"])
-    words = [w for w in item["words"] if isinstance(w, dict) and isinstance(w.get("score"), (int, float))
-             and isinstance(w.get("start"), int) and isinstance(w.get("end"), int)
-             and 0 <= w["start"] < w["end"] <= len(text)]
-    return sorted(words, key=lambda w: w["start"])
-
-
-def segment(text: str, score: float | None, scale: float) -> dict:
-    weight = 0.0 if score is None else min(abs(score) / scale, 1.0)
-    sign = None if score is None or weight < 0.05 else ("for" if score > 0 else "against")
-    return {"text": text, "sign": sign, "weight": weight}
-
-
-def highlighted(item: dict, chars: int = EXPLAINED_CHARS) -> dict:
-    """{segments, top, cut_before, cut_after}: a window of the text around its strongest word, each word a segment
-    shaded by its score (`for` or `against` the predicted class), and the three strongest words."""
-    text, words = str(item["text"]), scored_words(item)
-    if not words:  # no usable spans: the words alone, in the given order
-        listed = [w for w in item["words"] if isinstance(w, dict) and isinstance(w.get("score"), (int, float))]
-        scale = max(abs(w["score"]) for w in listed) or 1.0
-        segments = [segment(f"{w.get('word', '')} ", w["score"], scale) for w in listed[:chars // 6]]
-        return {"segments": segments, "top": strongest(listed), "cut_before": False,
-                "cut_after": len(listed) > chars // 6}
-    scale = max(abs(w["score"]) for w in words) or 1.0
-    peak = max(words, key=lambda w: abs(w["score"]))
-    lo = max(0, min(peak["start"] - chars // 3, len(text) - chars))
-    hi = min(len(text), lo + chars)
-    shown = [w for w in words if w["start"] >= lo and w["end"] <= hi]
-    lo, hi = (shown[0]["start"], shown[-1]["end"]) if shown else (lo, hi)
-    segments, at = [], lo
-    for w in shown:
-        if w["start"] > at:
-            segments.append(segment(text[at:w["start"]], None, scale))
-        segments.append(segment(text[w["start"]:w["end"]], w["score"], scale))
-        at = w["end"]
-    return {"segments": segments, "top": strongest(words), "cut_before": lo > 0, "cut_after": hi < len(text)}
-
-
-def strongest(words: list[dict], n: int = 3) -> list[dict]:
-    top = sorted(words, key=lambda w: -abs(w["score"]))[:n]
-    return [{"word": str(w.get("word", "")), "score": float(w["score"])} for w in top]
-
-
-def points(a: float, b: float) -> str:
-    return f"{100 * (a - b):+.1f} points"
-
-
 def rate(value) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
-
-
-# ---------------------------------------------------------------- lessons
-
-
-def margin_lesson(facts: dict, entries: list[dict]) -> dict | None:
-    """The run against the best baseline on the same examples, on the primary metric, and whether it is significant."""
-    primary = facts["primary"]
-    model = entries[0] if entries and entries[0]["is_model"] else None
-    best = best_comparable(entries, primary, facts["best_baseline"]) if model else None
-    if best is None or model["metrics"].get(primary) is None:
-        return None
-    value, base = model["metrics"][primary], best["metrics"][primary]
-    label = metric_label(primary, facts["labels"])
-    test = significance_test(model, primary)
-    verdict = "no paired test was recorded"
-    significant = None
-    if test:
-        significant = test[1]["p_value"] < SIGNIFICANCE
-        verdict = (f"{'significant' if significant else 'not significant'} at {SIGNIFICANCE:.0%}: "
-                   f"{test[0]}, p = {p_value(test[1])}")
-    finding = (f"Test {label} {value:.3f} vs {base:.3f} for the best baseline, {best['name']}: "
-               f"{points(value, base)}, {verdict}.")
-    if value <= base:
-        step = (f"{best['name']} is at least as good: check the learning rate and steps, or try a larger model, "
-                "before shipping the fine-tuned one.")
-    elif significant is False:
-        step = "The gap is within noise: score more test examples or train a stronger model to make it conclusive."
-    else:
-        step = "The fine-tuned model wins; the next gains are in its weakest class and its calibration."
-    return {"finding": finding, "next": step}
-
-
-def class_lesson(facts: dict) -> dict | None:
-    """The class with the lowest recall, what it is mistaken for, and how to help it: class weights when it is rare
-    in training, a look at its confusions when it is not."""
-    weak, confused, m = lowest_recall(facts), facts["most_confused"], facts["m"]
-    if weak is None:
-        return None
-    name = weak["label"]
-    finding = f"Weakest class: {name}, recall {weak['recall']:.3f} on {weak['support']:,} test examples"
-    finding += f" (macro recall {m['recall_macro']:.3f})" if m.get("recall_macro") is not None else ""
-    mistaken = confused["pred"] if confused and confused["true"] == name else None
-    if mistaken:
-        finding += f"; most often called {mistaken} ({confused['share']:.0%} of them)"
-    share = facts["class_shares"].get("train", {}).get(name)
-    if share is not None and share >= 1 / facts["labels"].n:
-        step = (f"{name} is not rare in training ({share:.1%} of it), so class weights will not help: read its "
-                f"errors{' against ' + mistaken if mistaken else ''} for ambiguous labels or a train/test shift.")
-    elif facts["config"].get("class_weights"):
-        step = f"Class weights are already on: more {name} training examples would help most."
-    else:
-        step = f"Train with class weights (class_weights: true) or with more {name} examples."
-    return {"finding": finding + ".", "next": step}
-
-
-def calibration_lesson(facts: dict) -> dict | None:
-    """ECE before and after temperature scaling, and whether the temperature is worth shipping."""
-    ece, t = facts["m"].get("ece"), facts["evaluation"].get("temperature")
-    if ece is None:
-        return None
-    if not t:
-        return {"finding": f"Expected calibration error {ece:.3f}; no validation predictions to fit a temperature.",
-                "next": "Keep validation predictions so a temperature can be fitted."}
-    after = t["metrics_after"]["ece"]
-    finding = f"Calibration: ECE {ece:.3f} before and {after:.3f} after temperature scaling (T = {t['value']:.2f})."
-    step = ("Ship the fitted temperature with the model: its confidences become trustworthy."
-            if after < ece - CALIBRATION_GAIN else "Calibration is already good: no temperature needed.")
-    return {"finding": finding, "next": step}
-
-
-def training_lesson(facts: dict) -> dict | None:
-    peak = selection_peak(facts)
-    if peak is None:
-        return None
-    if peak["step"] >= peak["last_eval"]:
-        return {"finding": f"Validation {peak['metric']} was still rising at the last evaluation "
-                           f"(step {peak['step']}, {peak['value']:.3f}).",
-                "next": "Train longer: more steps would probably help."}
-    return {"finding": f"Validation {peak['metric']} peaked at step {peak['step']} of {peak['last_step']} "
-                       f"({peak['value']:.3f}).",
-            "next": f"Fewer steps (about {peak['step']}) or early stopping would give the same model sooner."}
-
-
-def truncation_lesson(facts: dict) -> dict | None:
-    cut = truncation(facts)
-    if cut is None or cut["share"] < TRUNCATION_WORTH:
-        return None
-    limit = facts["max_length"].get("value")
-    a, b = cut["cut"]["accuracy"], cut["kept"]["accuracy"]
-    head_tail = facts["config"].get("truncation") == "head+tail"
-    step = ("Truncation costs nothing here: a shorter max_length would train faster." if a >= b else
-            "The cut texts are the weaker ones: try a longer max_length"
-            + ("." if head_tail else " or head+tail truncation (keeping the end, where reviews conclude)."))
-    return {"finding": f"{cut['share']:.0%} of test texts are longer than {limit} tokens; accuracy on them {a:.3f} "
-                       f"vs {b:.3f} on the rest ({points(a, b)}).", "next": step}
-
-
-def shares_lesson(facts: dict) -> dict | None:
-    if not facts["shares_differ"]:
-        return None
-    train, test = facts["class_shares"]["train"], facts["class_shares"]["test"]
-    name = max(train, key=lambda n: abs(train[n] - test.get(n, 0)))
-    return {"finding": f"Train and test class mixes differ (largest shift: {name}, {train[name]:.1%} of train vs "
-                       f"{test.get(name, 0):.1%} of test).",
-            "next": "Judge by macro metrics, which weigh every class alike; accuracy depends on the test mix."}
-
-
-def ordinal_lesson(facts: dict) -> dict | None:
-    m = facts["m"]
-    if not facts["labels"].ordinal or m.get("mae") is None or m.get("within_one") is None:
-        return None
-    return {"finding": f"On the ordered scale the model is off by {m['mae']:.2f} classes on average; "
-                       f"{m['within_one']:.1%} of its predictions are within one class.",
-            "next": "Most errors are near misses between neighbouring classes: judge it by MAE and QWK too."}
-
-
-def lessons(facts: dict, entries: list[dict]) -> list[dict]:
-    found = [margin_lesson(facts, entries), class_lesson(facts), calibration_lesson(facts), training_lesson(facts),
-             truncation_lesson(facts), shares_lesson(facts), ordinal_lesson(facts)]
-    return [lesson for lesson in found if lesson]
 
 
 # ---------------------------------------------------------------- slides
@@ -433,7 +156,7 @@ def data_slide(facts: dict) -> Slide:
     splits = data.get("rows") or {}
     if not splits and evaluation.get("n"):
         splits = {evaluation.get("split", "test"): evaluation["n"]}
-    lengths, cut = text_lengths(facts["run"], facts), truncation(facts)
+    lengths, cut = text_lengths(facts["run"], facts), facts["truncation"]
     content = {"classes": list(labels.names), "ordinal": labels.ordinal, "splits": splits,
                "shares": shares_table(facts) if facts["class_shares"] else [],
                "share_splits": list(facts["class_shares"]), "shares_differ": facts["shares_differ"],
@@ -507,7 +230,7 @@ def training_slide(facts: dict, scratch: Path) -> Slide:
     rows = [(k, v) for k, v in rows if v]
     figures = curve_figures(facts, scratch)
     notes = []
-    peak = selection_peak(facts)
+    peak = facts["selection_peak"]
     if peak:
         notes.append(f"Validation {peak['metric']} was best at step {peak['step']} ({peak['value']:.3f}); "
                      f"training ran {peak['last_step']} steps.")
@@ -542,9 +265,9 @@ def results_slide(facts: dict, entries: list[dict], scratch: Path) -> Slide:
                "rows": entries, "headline": table.get("headline"), "figure": comparison_figure(facts, scratch),
                "bootstrap": any(e["bootstrap"] for e in entries), "own": facts["headline"]}
     notes, missing = [], []
-    lesson = margin_lesson(facts, entries)
+    lesson = lesson_of(facts, "baseline")
     if lesson:
-        notes.append(lesson["finding"])
+        notes.append(lesson.finding)
     if entries:
         notes.append("Intervals are 95%: Wilson for accuracy, percentile bootstrap for the macro metrics. McNemar's "
                      "exact test pairs each system's right and wrong answers with the best baseline's.")
@@ -566,36 +289,31 @@ def confusion_figure(facts: dict, scratch: Path) -> dict | None:
 
 
 def classes_slide(facts: dict, scratch: Path) -> Slide:
-    m, weak = facts["m"], lowest_recall(facts)
+    m, weak = facts["m"], facts["weakest_class"]
     ordinal = ({"mae": m["mae"], "within_one": m.get("within_one"), "qwk": m.get("qwk")}
                if facts["labels"].ordinal and m.get("mae") is not None else None)
     content = {"rows": facts["per_class"], "weakest": weak["label"] if weak else None, "ordinal": ordinal,
                "figure": confusion_figure(facts, scratch), "split": facts["evaluation"].get("split", "test")}
     notes = []
-    lesson = class_lesson(facts)
+    lesson = lesson_of(facts, "class")
     if lesson:
-        notes.append(lesson["finding"])
+        notes.append(lesson.finding)
     confused = facts["most_confused"]
     if confused:
         notes.append(f"The commonest confusion: true {confused['true']} predicted {confused['pred']}, "
                      f"{confused['count']} times ({confused['share']:.0%} of the true {confused['true']}).")
-    if ordinal:
-        notes.append(ordinal_lesson(facts)["finding"])
+    lesson = lesson_of(facts, "ordinal")
+    if lesson:
+        notes.append(lesson.finding)
     missing = [] if facts["per_class"] else ["per-class metrics (no confusion matrix recorded)"]
     missing += [] if content["figure"] else ["the confusion matrix"]
     return Slide("classes", "Per class", 2, content, notes, missing)
 
 
-def confident_errors(evaluation: dict) -> list[dict]:
-    """The most confident errors over every true class, most confident first."""
-    confident = (evaluation.get("errors") or {}).get("confident") or {}
-    rows = [r for rows in confident.values() for r in rows if r.get("text") is not None]
-    return sorted(rows, key=lambda r: -float(r.get("confidence") or 0))
-
-
 def errors_slide(facts: dict) -> Slide:
     evaluation = facts["evaluation"]
-    explained = [{**e, "shown": highlighted(e)} for e in explanations(evaluation)[:EXPLAINED_SHOWN]]
+    explained = [{**e, "shown": highlighted(e, EXPLAINED_CHARS)}
+                 for e in explained_errors(evaluation)[:EXPLAINED_SHOWN]]
     errors = [{**r, "excerpt": shortened(r["text"])} for r in confident_errors(evaluation)[:ERRORS_SHOWN]]
     counts = (evaluation.get("errors") or {}).get("n_errors") or {}
     notes, missing = [], []
@@ -647,24 +365,30 @@ def speed_slide(facts: dict, entries: list[dict]) -> Slide:
     return Slide("speed", "Speed", 1, content, notes, missing)
 
 
-def lessons_slide(facts: dict, entries: list[dict]) -> Slide:
-    found = lessons(facts, entries)
+def lesson_of(facts: dict, key: str):
+    """The run's lesson `key` (`lessons.lessons`), or None when the facts support none."""
+    return next((lesson for lesson in facts["lessons"] if lesson.key == key), None)
+
+
+def lessons_slide(facts: dict) -> Slide:
+    found = facts["lessons"]
     notes = ["Each lesson is computed from the numbers on the earlier slides."] if found else []
-    notes += [f"Also: {lesson['finding']} {lesson['next']}" for lesson in found[LESSONS_SHOWN:]]
+    notes += [" ".join(["Also:", lesson.finding, *([lesson.next] if lesson.next else [])])
+              for lesson in found[LESSONS_SHOWN:]]
     missing = [] if found else ["lessons (the run records too little to derive any)"]
     return Slide("lessons", "Lessons learned and what to try next", 1, {"lessons": found[:LESSONS_SHOWN]}, notes,
                  missing)
 
 
 def slides(facts: dict, scratch: Path) -> list[Slide]:
-    entries = table_entries(facts)
+    entries = facts["comparison"]
     deck = [title_slide(facts), data_slide(facts), baselines_slide(facts, entries), training_slide(facts, scratch),
             results_slide(facts, entries, scratch), classes_slide(facts, scratch), errors_slide(facts),
-            speed_slide(facts, entries), lessons_slide(facts, entries)]
+            speed_slide(facts, entries), lessons_slide(facts)]
     if facts.get("recorded_only"):
         for slide in deck[5:7]:
-            slide.notes.append("This run folder keeps no predictions or evaluation.json, so these numbers are the "
-                               "test metrics recorded at the end of training.")
+            slide.notes.append("This run has no evaluation.json, so these numbers are the test metrics recorded at the "
+                               "end of training (`sentitune evaluate` adds calibration, slices and errors).")
     return deck
 
 
@@ -680,10 +404,10 @@ def render_presentation(facts: dict, scratch: Path) -> str:
 
 
 def write_presentation(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the run's slide deck (default `RUN/presentation.html`) and return its path. The run is evaluated
-    first when it has predictions but no evaluation yet, as for the report."""
+    """Write the run's slide deck (default `RUN/presentation.html`) and return its path. A run not evaluated yet is
+    shown from its recorded test metrics, as for the report."""
     run = RunFolder(Path(run_dir)).require()
-    facts = deck_facts(run)
+    facts = run_facts(run)
     with tempfile.TemporaryDirectory(prefix="sentitune-present-") as scratch:
         text = render_presentation(facts, Path(scratch))
     return atomic_write_text(Path(out) if out else run.presentation_html, text)
