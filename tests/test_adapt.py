@@ -99,6 +99,16 @@ def test_sentitune_train_takes_the_adapted_folder(adapted, tiny_model, imdb_like
     assert not torch.equal(adapted_embeddings, original.bert.embeddings.word_embeddings.weight)
 
 
+def test_batch_size_auto_times_the_adaptation_steps_and_keeps_the_effective_batch(tiny_model, imdb_like, tmp_path):
+    cfg = tiny_adapt(tiny_model, imdb_like, tmp_path, batch_size="auto")
+    assert cfg.auto_batch_size and cfg.batch_size == 32  # adapt's default batch is the effective one kept
+    folder = adapt(cfg)
+    sweep = json.loads((folder / "batch_sweep.json").read_text())["train"]
+    assert [r["batch_size"] for r in sweep["rows"]] == [2, 4, 8, 16, 32]
+    saved = read_adapt_config(folder)
+    assert saved.batch_size == sweep["chosen"] and saved.batch_size * saved.gradient_accumulation == 32
+
+
 def test_no_test_text_is_read(imdb_like, tmp_path):
     cfg = tiny_adapt(Path("unused"), imdb_like, tmp_path)
     texts = adapt_texts(cfg)

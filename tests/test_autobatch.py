@@ -14,7 +14,13 @@ from transformers import TrainerCallback
 
 from sentitune.core.errors import SentituneError
 from sentitune.run.config import load_config
-from sentitune.training.autobatch import train_candidates, tuned, tuned_eval_batch, tuned_train_batch
+from sentitune.training.autobatch import (
+    split_batch,
+    train_candidates,
+    tuned,
+    tuned_eval_batch,
+    tuned_train_batch,
+)
 from sentitune.training.train import train
 from sentitune.training.trainer import prepare
 
@@ -39,6 +45,13 @@ def test_candidates_divide_the_effective_batch():
     assert train_candidates(16) == [2, 4, 8, 16]
     assert train_candidates(24) == [2, 4, 8, 24]
     assert train_candidates(1) == [1]
+
+
+def test_a_trial_keeps_its_own_effective_batch_in_micro_batches_as_fast_as_measured():
+    assert split_batch(32, fastest=8) == (8, 4)
+    assert split_batch(16, fastest=16) == (16, 1)
+    assert split_batch(8, fastest=16) == (8, 1)  # never above the batch the trial asks for
+    assert split_batch(24, fastest=4) == (4, 6)
 
 
 def test_auto_is_a_flag_that_keeps_the_size_before_it_as_the_effective_batch():

@@ -67,6 +67,9 @@ def test_checkpoint_policy_keeps_the_last_weights_when_validation_is_trained_on(
     last = load_config(overrides={"checkpoint": "last"})
     folded = load_config(overrides={"data": {"validation_in_train": True}})
     assert best.keeps_best and not last.keeps_best and not folded.keeps_best
+    auto = load_config(preset="cpu-quick")
+    assert auto.checkpoint == "auto" and not auto.keeps_best  # one epoch: its end
+    assert load_config(preset="cpu-quick", overrides={"epochs": 3}).keeps_best  # more: the best on validation
     assert training_arguments(best, tmp_path, runtime, train_size=100).load_best_model_at_end
     for cfg in (last, folded):  # neither picks a checkpoint on validation
         assert not training_arguments(cfg, tmp_path, runtime, train_size=100).load_best_model_at_end

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from rich.console import Console
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorForTokenClassification,
@@ -43,6 +45,7 @@ from ..data import clean_text, decided_max_length, prepare_frames, read_source, 
 from ..models.loading import load_pretrained, load_tokenizer, model_id, quiet_transformers, with_attention
 from ..run.config import AdaptConfig, adapt_splits, load_adapt_config, validate_adapt
 from ..run.folder import RunFolder, write_json
+from .autobatch import StepClock, swept, tokens_per_example
 from .trainer import (
     JsonlLogger,
     RichProgress,
@@ -349,6 +352,20 @@ def adapt_trainer(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pi
     return trainer
 
 
+def adapt_rate(probe: AdaptConfig, tokenizer, runtime: Runtime, data: Pieces) -> float:
+    """Pieces per second of adaptation at `probe`'s batch size (a config of a few max_steps): a fresh MLM model
+    trained on the first pieces in a scratch folder, timed in tokens/s over the steps after the first."""
+    pieces = data.train.select(range(min(len(data.train), probe.max_steps * probe.batch_size
+                                         * probe.gradient_accumulation)))
+    clock = StepClock(probe.gradient_accumulation)
+    with tempfile.TemporaryDirectory(prefix="sentitune-rate-") as out:
+        trainer = adapt_trainer(probe, mlm_model(probe, runtime)[0], tokenizer, runtime, Pieces(pieces, None),
+                                RunFolder(out), [clock])
+        trainer.data_collator = clock.counting(trainer.data_collator)
+        trainer.train()
+    return clock.tokens_per_s() / tokens_per_example(data.train)
+
+
 def fit(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pieces, work: RunFolder, resume: bool,
         callbacks) -> tuple[object, dict]:
     """Train (from the last complete checkpoint on resume); the model, and the facts of its training."""
@@ -386,12 +403,18 @@ def adapt(cfg: AdaptConfig, resume: bool = False, overwrite: bool = False, callb
     model, fresh = mlm_model(cfg, runtime)
     extra = unplaced_weights(cfg, model)
     data = tokenized(texts, tokenizer, cfg)
+    sweep = None
+    if cfg.auto_batch_size:  # measured on the adaptation's own steps, before anything is written
+        cfg, sweep = swept(cfg, lambda probe: adapt_rate(probe, tokenizer, runtime, data), runtime.device)
+        Console().print(sweep.sentence(), markup=False)
     with exclusive(final):
         check_folders(cfg, resume, overwrite)  # again, under the lock: another process may have started meanwhile
         if resume and (work.path / FACTS).is_file():  # killed after everything was written
             return work.finish(final).path
         work.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(work.path / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if sweep is not None:
+            work.write_batch_sweep({"train": sweep.to_dict()})
         model, stats = fit(cfg, model, tokenizer, runtime, data, work, resume, callbacks)
         save_adapted(model, tokenizer, extra, work.path)
         write_json(work.path / FACTS, {"model": model_id(cfg.model), "max_length": cfg.max_length,

@@ -21,7 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..core.errors import SentituneError
-from ..run.config import TrainConfig
+from ..run.config import TrainConfig, TrainingConfig
 
 MEMORY_SHARE = 0.8  # default limit: this share of the machine's memory (CPU) or of the GPU's
 SWEEP_STEPS = 3  # optimizer steps timed per candidate, after one untimed warm-up step
@@ -57,11 +57,10 @@ class StepClock(TrainerCallback):
         return tokens / sum(self.times[i] for i in timed)
 
 
-def tokens_per_example(cfg: TrainConfig, prepared) -> float:
-    """Padded tokens per training example over the whole train split (lengths cut at max_length, rounded up to the
-    multiple of 8 batches are padded to): steps take time in proportion to their tokens, and the first steps of a
-    length-grouped epoch hold its longest texts, so a rate in tokens/s over a few steps says examples/s of a run."""
-    lengths = [len(ids) for ids in prepared.tokenized(cfg)["train"]["input_ids"]]
+def tokens_per_example(train) -> float:
+    """Padded tokens per example of a tokenized train set (lengths rounded up to the multiple of 8 batches are padded
+    to): steps take time in proportion to their tokens, so tokens/s over a few steps says examples/s of an epoch."""
+    lengths = [len(ids) for ids in train["input_ids"]]
     return sum(-(-n // 8) * 8 for n in lengths) / max(len(lengths), 1)
 
 
@@ -91,7 +90,7 @@ def training_rate(probe: TrainConfig, prepared, callbacks=(), skip: int = 1) -> 
         trainer = make_trainer(probe, spread, new_model(probe, prepared), out, [clock, *callbacks])
         trainer.data_collator = clock.counting(trainer.data_collator)
         trainer.train()
-    return clock.tokens_per_s(skip) / tokens_per_example(probe, prepared)
+    return clock.tokens_per_s(skip) / tokens_per_example(prepared.tokenized(probe)["train"])
 
 
 @dataclass
@@ -173,6 +172,14 @@ def measured(row: dict, rate, device: torch.device, limit: float) -> dict:
     return row
 
 
+def split_batch(effective: int, fastest: int) -> tuple[int, int]:
+    """(micro-batch, accumulation) for `effective` examples per step: the largest candidate no larger than the
+    fastest measured micro-batch (a tuning trial asks for its own effective batch)."""
+    candidates = train_candidates(effective)
+    micro = max([size for size in candidates if size <= fastest] or candidates[:1])
+    return micro, effective // micro
+
+
 def train_candidates(effective: int) -> list[int]:
     """Powers of two up to the effective batch that divide it (so accumulation keeps it exactly), and itself."""
     sizes = [2**i for i in range(effective.bit_length()) if effective % 2**i == 0 and 2**i >= 2]
@@ -182,20 +189,31 @@ def train_candidates(effective: int) -> list[int]:
 def tuned_train_batch(cfg: TrainConfig, prepared, callbacks=()) -> tuple[TrainConfig, Sweep]:
     """`cfg` with the fastest micro-batch size that fits and the accumulation that keeps its effective batch, and
     the sweep that chose it. `callbacks` join each candidate's Trainer (tests inject an allocation failure)."""
+    return swept(cfg, lambda probe: training_rate(probe, prepared, callbacks), prepared.runtime.device)
+
+
+def swept(cfg: TrainingConfig, rate_of, device: torch.device) -> tuple[TrainingConfig, Sweep]:
+    """The sweep over `cfg`'s micro-batch candidates, `rate_of(probe)` giving the examples/s of a probe config (a
+    few max_steps at one size, accumulating to the effective batch), and `cfg` set to the fastest that fitted."""
     effective = cfg.batch_size * cfg.gradient_accumulation
-    device, started, rows = prepared.runtime.device, time.perf_counter(), []
+    started, rows = time.perf_counter(), []
     limit, base = memory_limit_mb(cfg, device), memory_mb(device)
     for size in train_candidates(effective):
         probe = dataclasses.replace(cfg, batch_size=size, gradient_accumulation=effective // size,
-                                    max_steps=SWEEP_STEPS + 1, eval_steps=10**9, early_stopping_patience=0,
-                                    logging_steps=10**9, save_total_limit=1)
+                                    max_steps=SWEEP_STEPS + 1, logging_steps=10**9, save_total_limit=1,
+                                    **probe_settings(cfg))
         row = {"batch_size": size, "accumulation": effective // size, "examples_per_s": None, "fits": True,
                "reason": None, "memory_mb": None}
         rows.append(row)
-        rate = lambda: training_rate(probe, prepared, callbacks)  # noqa: B023 (called at once)
-        if not measured(row, rate, device, limit)["fits"] or grown_past(row, rows, base, limit):
+        if not measured(row, lambda: rate_of(probe), device, limit)["fits"] or grown_past(row, rows, base, limit):
             break
     return chosen(cfg, rows, "train", effective, started, limit, device)
+
+
+def probe_settings(cfg: TrainingConfig) -> dict:
+    """What a timing probe turns off: evaluations, early stopping (fine-tuning) or held-out scoring (adaptation)."""
+    off = {"eval_steps": 10**9, "early_stopping_patience": 0, "save_steps": 10**9}
+    return {k: v for k, v in off.items() if hasattr(cfg, k)}
 
 
 def grown_past(row: dict, rows: list[dict], base: float, limit: float) -> bool:

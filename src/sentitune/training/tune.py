@@ -301,10 +301,11 @@ class TrialRunner:
     trains one config through the same assembly, config validation and seeding as `sentitune train`."""
 
     def __init__(self, base: TrainConfig, space: dict, study_dir: Path, study_name: str):
+        from .autobatch import tuned
         from .trainer import prepare, selection_metric, train_shares
 
-        self.prepared = prepare(base)
-        self.base, self.space, self.study_dir, self.study_name = self.prepared.cfg, space, Path(study_dir), study_name
+        self.prepared = tuned(prepare(base))  # --batch-size auto: one sweep for the study, at the base's batch
+        self.base, self.space, self.study_dir, self.study_name = base, space, Path(study_dir), study_name
         self.metric = selection_metric(self.base, self.prepared.labels, train_shares(self.prepared))
         self.train_size = len(self.prepared.splits["train"])
         self.eval_every = eval_every_examples(self.base, space, self.train_size)
@@ -312,12 +313,16 @@ class TrialRunner:
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
         """The base config with the trial's values, validated like a run's; evaluation every `eval_every` examples."""
         from ..run.config import load_config
+        from .autobatch import split_batch
 
         params = suggested_params(trial, self.space)
         batch = (params.get("batch_size", self.base.batch_size)
                  * params.get("gradient_accumulation", self.base.gradient_accumulation))
-        values = {**self.base.to_dict(), **params, "name": f"{self.study_name}-trial-{trial.number}",
+        values = {**self.prepared.cfg.to_dict(), **params, "name": f"{self.study_name}-trial-{trial.number}",
                   "output_dir": str(self.study_dir / "trials"), "eval_steps": max(1, self.eval_every // batch)}
+        if "train" in self.prepared.sweeps:  # the trial's effective batch, in micro-batches as fast as measured
+            values["batch_size"], values["gradient_accumulation"] = split_batch(
+                batch, self.prepared.sweeps["train"].chosen)
         return load_config(overrides=values)
 
     def __call__(self, trial: optuna.Trial) -> float:
