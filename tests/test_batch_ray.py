@@ -90,7 +90,7 @@ def test_without_ray_the_engine_says_what_to_install(tiny_model, reviews, tmp_pa
     result = sentitune("predict", str(tiny_model), "--input", str(data), "--output", str(tmp_path / "out.parquet"),
                        "--engine", "ray")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --engine ray: Ray Data is not installed; pip install 'sentitune[ray]'."
+    assert result.stderr.strip() == "error: --engine ray: needs ray; pip install 'sentitune[ray]'."
 
 
 @pytest.mark.parametrize("flags, message", [

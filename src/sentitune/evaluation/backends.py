@@ -16,7 +16,7 @@ def backend_quality(model_dir: str | Path, n: int = 500) -> dict | None:
     `--backend auto` choosing int8."""
     import time
 
-    from .predict import SentimentModel
+    from ..inference.predict import SentimentModel
 
     model_dir = model_folder(model_dir)
     run = RunFolder(model_dir.parent)

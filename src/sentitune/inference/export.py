@@ -15,19 +15,12 @@ import warnings
 from pathlib import Path
 
 from ..core.errors import SentituneError
+from ..core.extras import require
 from ..core.io import atomic_dir
-from ..models.exported import ONNX_FILES, OPENVINO_FILE, require_openvino
+from ..models.exported import ONNX_FILES, OPENVINO_FILE
 from ..models.loading import model_folder
 
 log = logging.getLogger("sentitune")
-
-
-def _require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise SentituneError("export: needs the packages onnx and onnxruntime; pip install onnx onnxruntime.") from None
 
 
 def _export_graph(model_dir: Path, path: Path):
@@ -79,10 +72,10 @@ def _quantized(src: Path, out: Path) -> None:
 def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
     """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files.
     `backend_quality` then measures them against torch."""
+    require("export", what="sentitune export")
     model_dir = model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
-    _require_onnx()
     with atomic_dir(model_dir / "onnx") as tmp:
         config = _export_graph(model_dir, tmp / "raw.onnx")
         _fused(tmp / "raw.onnx", tmp / ONNX_FILES["onnx"], config)
@@ -115,10 +108,10 @@ def export_openvino(model_dir: str | Path) -> list[Path]:
     from ..models.loading import load_pretrained
     from ..models.runtime import first_token_only
 
+    require("openvino", what="sentitune export --backend openvino")
     model_dir = model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise SentituneError(f"export {model_dir}: no config.json; pass a run folder or its model/ folder.")
-    require_openvino("export --openvino")
     import openvino as ov
     from transformers import AutoModelForSequenceClassification
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ..core.extras import require
 from .microbatch import MAX_BATCH_TEXTS, MAX_WAIT_MS, MicroBatcher
 from .predict import SentimentModel, label_decision
 
@@ -105,6 +106,7 @@ def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX
     `max_in_flight`: /predict and /explain requests admitted at once, waiting or being scored (default
     MAX_QUEUED with batching, MAX_IN_FLIGHT without); `app.state.slots` counts them. With `batching`, the
     requests that arrive within `max_wait_ms` of each other are scored together, up to `max_batch_texts` texts."""
+    require("serve", what="sentitune serve")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -244,6 +246,7 @@ def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
           batching: bool = True, max_in_flight: int | None = None) -> None:
     """Run the app with uvicorn until interrupted."""
+    require("serve", what="sentitune serve")
     import uvicorn
 
     app = create_app(model_dir, backend, batching=batching, max_in_flight=max_in_flight)

@@ -4,13 +4,15 @@ Both `inference.export` (which writes them) and `inference.predict` (which reads
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from ..core.errors import SentituneError
+from ..core.extras import installed, require
 
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
 OPENVINO_FILE = Path("openvino") / "openvino_model.xml"  # beside it openvino_model.bin, the weights
+# backend -> (the extra that installs its runtime, the runtime's module)
+RUNTIME_OF = {"onnx": ("export", "onnxruntime"), "onnx-int8": ("export", "onnxruntime"),
+              "openvino": ("openvino", "openvino")}
 
 
 def onnx_path(model_dir: str | Path, backend: str) -> Path:
@@ -19,17 +21,17 @@ def onnx_path(model_dir: str | Path, backend: str) -> Path:
 
 
 def exported_backends(model_dir: str | Path) -> set[str]:
-    """The exported backends a model folder can run here: its ONNX graphs, and its OpenVINO model when the package
-    openvino is installed."""
-    found = {backend for backend in [*ONNX_FILES, "openvino"] if onnx_path(model_dir, backend).is_file()}
-    return found if openvino_installed() else found - {"openvino"}
+    """The exported backends a model folder can run here: its ONNX graphs when onnxruntime is installed, and its
+    OpenVINO model when the package openvino is."""
+    return {backend for backend in [*ONNX_FILES, "openvino"]
+            if onnx_path(model_dir, backend).is_file() and installed(RUNTIME_OF[backend][1])}
 
 
 def openvino_installed() -> bool:
-    return importlib.util.find_spec("openvino") is not None
+    """Whether `sentitune export` can write the OpenVINO model here (its default backends)."""
+    return installed("openvino")
 
 
-def require_openvino(what: str) -> None:
-    """One line saying how to install openvino, for `what` (a flag) needing it."""
-    if not openvino_installed():
-        raise SentituneError(f"{what}: needs the package openvino; pip install 'sentitune[openvino]'.")
+def require_runtime(backend: str, what: str) -> None:
+    """One line saying which extra to install when `backend`'s runtime is missing, for `what` (a flag) needing it."""
+    require(*RUNTIME_OF[backend], what=what)
