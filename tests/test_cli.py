@@ -74,7 +74,7 @@ def test_every_config_field_is_a_flag_with_help():
 
 def test_data_stats_prints_counts_and_writes_a_histogram(parquet_folder, tiny_model, tmp_path):
     result = runner.invoke(app, ["data", "stats", "--data", str(parquet_folder), "--model", str(tiny_model),
-                                 "--out", str(tmp_path / "s")],
+                                 "--output-dir", str(tmp_path / "s")],
                            terminal_width=200)
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "s" / "stats.json").read_text())
@@ -92,13 +92,16 @@ def test_predict_prints_json_lines(tiny_model):
                for r in rows)  # the model's names
 
 
-def test_predict_file_splits_on_newlines_only_and_refuses_bad_bytes(tiny_model, tmp_path):
+def test_predict_input_splits_on_newlines_only_and_refuses_bad_bytes(tiny_model, tmp_path):
     (tmp_path / "t.txt").write_text("first review\x85 still the first\nsecond\n\n", encoding="utf-8")
-    result = runner.invoke(app, ["predict", str(tiny_model), "--file", str(tmp_path / "t.txt")])
-    assert result.exit_code == 0 and len(result.output.splitlines()) == 2
+    result = sentitune("predict", str(tiny_model), "--input", str(tmp_path / "t.txt"), "--output", "-")
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["first review\x85 still the first", "second"]
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9\n")
-    result = sentitune("predict", str(tiny_model), "--file", str(tmp_path / "bad.txt"))
+    result = sentitune("predict", str(tiny_model), "--input", str(tmp_path / "bad.txt"), "--output", "-")
     assert result.returncode == 2 and "invalid UTF-8" in result.stderr and "Traceback" not in result.stderr
+    assert f"--input {tmp_path / 'bad.txt'}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_error_lines_keep_brackets(tmp_path):
@@ -116,7 +119,8 @@ def test_invalid_values_stop_before_anything_is_created(tmp_path, parquet_folder
         assert result.returncode == 2 and __import__("re").search(match, result.stderr), (flags, result.stderr)
     (tmp_path / "c.yaml").write_text("learning_rate: 1e-4\nbatch_size: sixteen\n")
     result = sentitune("train", "--config", str(tmp_path / "c.yaml"), "--data", str(parquet_folder))
-    assert result.returncode == 2 and "batch_size = 'sixteen' is not an int" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--batch-size sixteen: use a positive whole number of examples, or auto" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 

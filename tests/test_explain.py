@@ -130,7 +130,7 @@ def test_cli_prints_and_writes_html(tiny_model, tmp_path):
     from test_cli import sentitune
 
     result = sentitune("explain", str(tiny_model), "A <b>wonderful</b> film", "--steps", "4",
-                       "--html", str(tmp_path / "out" / "why.html"))
+                       "--output", str(tmp_path / "out" / "why.html"))
     assert result.returncode == 0, result.stderr
     assert "predicted" in result.stdout and "wonderful" in result.stdout
     written = (tmp_path / "out" / "why.html").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -108,12 +109,10 @@ def test_openvino_backend_scores_from_several_threads_at_once(tiny_model, tmp_pa
 
 
 def test_openvino_without_the_package_says_how_to_install(tiny_model, monkeypatch):
-    import sentitune.inference.export as export
-
-    monkeypatch.setattr(export, "openvino_installed", lambda: False)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     with pytest.raises(SentituneError, match=r"pip install 'sentitune\[openvino\]'"):
         export_openvino(tiny_model)
-    with pytest.raises(SentituneError, match=r"not found; run `sentitune export .* --openvino` first"):
+    with pytest.raises(SentituneError, match=r"not found; run `sentitune export .* --backend openvino` first"):
         SentimentModel.from_pretrained(tiny_model, backend="openvino")
 
 
@@ -135,7 +134,7 @@ def test_cli_export_then_predict_with_int8(tiny_model, tmp_path):
     RunFolder(tmp_path / "run").write_predictions(pd.DataFrame({
         "split": "test", "idx": range(len(TEXTS)), "text": TEXTS, "label": [1, 0, 1, 0],
         **prediction_columns(softmax(logits), logits)}))
-    out = cli("export", str(tmp_path / "run"), "--no-openvino")
+    out = cli("export", str(tmp_path / "run"), "--backend", "onnx,onnx-int8")
     assert out.returncode == 0, out.stderr
     assert "model_quantized.onnx" in out.stdout and onnx_path(tmp_path / "run" / "model", "onnx-int8").is_file()
     assert not (tmp_path / "run" / "model" / "openvino").exists()

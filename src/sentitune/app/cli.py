@@ -27,6 +27,38 @@ console = Console()
 BACKEND_HELP = ("auto (when exported: openvino on a CPU with native bf16, onnx-int8 on one without; else torch), "
                 "torch, or what "
                 "`sentitune export` wrote: onnx (fp32) or onnx-int8 (onnxruntime), openvino (OpenVINO Runtime).")
+# The words every command shares (docs/cli.md; tests/test_vocabulary.py holds every command to them): --output-dir
+# names a folder written, --output a file written, --seed the training seed, --data-seed the data sample, and
+# durations read as 90s, 10m or 1.5h (a bare number: seconds).
+SEED_HELP = ("Training seed: the new weights' initialisation, the order of the examples, dropout and masking "
+             "(the data sample: --data-seed).")
+DATA_SEED_HELP = "Data seed: which examples every sample and split draws."
+DURATION = "a duration such as 90s, 10m or 1.5h; a bare number is seconds"
+BASELINES_HELP = ("Baseline families to score on the same test examples, comma-separated: majority, tfidf, vader, "
+                  "base, star (star needs the Hub or a local star model).")
+FLAG_HELP = {"seed": SEED_HELP, "data_seed": DATA_SEED_HELP}
+EXPORT_BACKENDS = ("onnx", "onnx-int8", "openvino")
+
+
+def _warn(message: str) -> None:
+    Console(stderr=True).print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _renamed(ctx: typer.Context, value, param: str, new: str, old_value, old: str):
+    """The value of option `new` (Python name `param`), or of its old hidden spelling `old`, with a one-line
+    deprecation warning; both on one command line is an error."""
+    if old_value is None:
+        return value
+    if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE":
+        raise SentituneError(f"{old}: the old spelling of {new}; pass {new} only.")
+    _warn(f"{old} is deprecated; use {new}.")
+    return old_value
+
+
+def _old(flag: str, help: str = "Deprecated spelling."):
+    """A hidden option that keeps an old spelling working (see `_renamed`)."""
+    return typer.Option(None, flag, hidden=True, help=help)
+
 
 @app.callback()
 def _quiet() -> None:
@@ -56,7 +88,7 @@ def _config_parameters(cls, rename: dict[str, str] | None = None) -> list[inspec
         name = (rename or {}).get(f.name, f.name)
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        option = typer.Option(None, *decls, help=f.metadata.get("help", ""), show_default=False)
+        option = typer.Option(None, *decls, help=FLAG_HELP.get(name, f.metadata.get("help", "")), show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=Optional[kind]))
     return params
@@ -232,41 +264,44 @@ app.command("adapt")(adapt_command)
 
 @data_app.command("stats")
 def data_stats_command(
+    ctx: typer.Context,
     data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
     model: Optional[str] = typer.Option(None, help="Tokenizer for the length statistics (default: "
                                                    "the offline default model)."),
     text_column: str = typer.Option("text"), label_column: str = typer.Option("label"),
     label_threshold: Optional[float] = typer.Option(None, help="Labels are star ratings: >= threshold is positive."),
-    out: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
+    output_dir: Path = typer.Option(Path("reports/data"), help="Folder for stats.json and token_lengths.png."),
+    out: Optional[Path] = _old("--out"),
 ):
     """Counts per split and label, ratings, duplicates, token length percentiles, and a length histogram."""
     from ..data.stats import dataset_stats, stats_for_json, stats_table
     from ..evaluation.plots import plot_lengths
     from ..models.loading import default_model, load_tokenizer
 
+    output_dir = _renamed(ctx, output_dir, "output_dir", "--output-dir", out, "--out")
     cfg = DataConfig(**({"data": data} if data else {}), text_column=text_column, label_column=label_column,
                      label_threshold=label_threshold)
     stats = dataset_stats(cfg, load_tokenizer(model or default_model()))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
-    png = plot_lengths(stats, out / "token_lengths.png")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "stats.json").write_text(json.dumps(stats_for_json(stats), indent=2))
+    png = plot_lengths(stats, output_dir / "token_lengths.png")
     console.print(stats_table(stats))
-    console.print(f"wrote {out / 'stats.json'} and {png}")
+    console.print(f"wrote {output_dir / 'stats.json'} and {png}")
 
 
 @app.command("predict")
 def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
-                    texts: list[str] = typer.Argument(None, help="Texts to classify (or use --file)."),
-                    file: Optional[Path] = typer.Option(None, help="A text file, one review per line."),
+                    texts: list[str] = typer.Argument(None, help="Texts to classify (or a file: --input)."),
                     batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: "
                                                                         "fastest measured for the backend)."),
                     windows: bool = typer.Option(False, help="Read long texts whole: "
                                                              "average over half-overlapping windows."),
                     backend: str = typer.Option("auto", help=BACKEND_HELP),
                     input_: Optional[str] = typer.Option(None, "--input", help="Score a whole file in chunks: .csv, "
-                                                         ".tsv, .jsonl, .parquet or .txt (- : JSON lines on stdin)."),
-                    output: Optional[str] = typer.Option(None, help="With --input: .csv, .tsv, .jsonl or .parquet "
-                                                                    "(- : JSON lines on stdout)."),
+                                                         ".tsv, .jsonl, .parquet or .txt (a text a line); - : JSON "
+                                                         "lines on stdin. With --output."),
+                    output: Optional[str] = typer.Option(None, help="With --input: the file to write, .csv, .tsv, "
+                                                                    ".jsonl or .parquet (- : JSON lines on stdout)."),
                     text_column: str = typer.Option("text", help="With --input: the column holding the texts."),
                     chunk_size: int = typer.Option(10_000, help="With --input: rows read and scored at a time."),
                     resume: bool = typer.Option(False, help="With --input: continue a killed job into the same "
@@ -278,12 +313,16 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
                                                               "(auto: this node's); default: a local instance."),
                     workers: int = typer.Option(2, help="With --engine ray: actors, each with its own model."),
                     threads: Optional[int] = typer.Option(None, help="With --engine ray: torch threads per actor "
-                                                          "(default: its share of the CPUs).")):
+                                                          "(default: its share of the CPUs)."),
+                    file: Optional[Path] = _old("--file", "Deprecated: a text file, one review per line, printed as "
+                                                          "for texts given as arguments.")):
     """Classify new texts with a fine-tuned model; prints one JSON line per text, or with --input/--output
     scores a file of any size (input columns kept; label, confidence and prob_<class> added)."""
     from ..inference.predict import SentimentModel
     from ..models.loading import model_folder
 
+    if file:
+        _warn("--file is deprecated; use --input FILE --output - (JSON lines on stdout).")
     if input_ or output:
         return _score_file(model, texts, file, input_, output, text_column, chunk_size, batch_size, backend,
                            resume, overwrite, windows, engine, {"address": ray_address, "workers": workers,
@@ -292,7 +331,8 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
     if file:
         texts = _text_lines(file)
     if not texts:
-        raise SentituneError("predict: no texts; pass them as arguments or with --file FILE.")
+        raise SentituneError("predict: no texts; pass them as arguments, or a file with --input FILE --output FILE "
+                             "(- : JSON lines on stdout).")
     for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(
             texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
@@ -306,7 +346,8 @@ def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_:
     from ..inference.batch import score_file
 
     if texts or file:
-        raise SentituneError("predict: --input scores a file; pass texts or --file without --input/--output.")
+        given = "--file" if file else "texts as arguments"
+        raise SentituneError(f"predict: --input scores a file; pass {given} without --input/--output.")
     if not (input_ and output):
         raise SentituneError("predict: --input and --output go together (- for JSON lines on stdin/stdout).")
     if engine not in ("local", "ray"):
@@ -339,36 +380,36 @@ def _text_lines(file: Path) -> list[str]:
 
 
 @app.command("explain")
-def explain_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
+def explain_command(ctx: typer.Context, model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                     text: str = typer.Argument(..., help="The text to explain."),
                     target: Optional[str] = typer.Option(None, help="Explain this class (default: the predicted one)."),
                     steps: int = typer.Option(32, help="Integration steps: more lower the convergence delta, "
                                                        "proportionally slower."),
-                    html: Optional[Path] = typer.Option(None, help="Also write the explanation as an HTML snippet "
-                                                                   "to this file.")):
+                    output: Optional[Path] = typer.Option(None, help="Also write the explanation to this file, as "
+                                                                     "an HTML snippet."),
+                    html: Optional[Path] = _old("--html")):
     """Which words moved the decision: Integrated Gradients per word, green for the class, red against."""
     from ..inference.explain import explain, html_snippet, rich_text, summary
     from ..inference.predict import SentimentModel
     from ..models.loading import model_folder
 
+    output = _renamed(ctx, output, "output", "--output", html, "--html")
     found = explain(SentimentModel.from_pretrained(model_folder(model), backend="torch"), text, target, steps)
     console.print(summary(found), markup=False, highlight=False)
     console.print(rich_text(found))
-    if html:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(html_snippet(found), encoding="utf-8")
-        console.print(f"wrote {html}", markup=False, highlight=False)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(html_snippet(found), encoding="utf-8")
+        console.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @app.command("run")
 @with_config_flags(default_preset="cpu-quick")
 def run_command(cfg: TrainConfig,
-                baselines: str = typer.Option("majority,tfidf,vader,base",
-                                              help="Baseline families to score on the same test examples "
-                                                   "(star needs the Hub or a local star model)."),
+                baselines: str = typer.Option("majority,tfidf,vader,base", help=BASELINES_HELP),
                 overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name."),
-                time_budget: str = typer.Option("10m", help="Size the job to this long on this machine (e.g. 10m, "
-                                                "1h; none: the preset's sizes, estimate printed)."),
+                time_budget: str = typer.Option("10m", help=f"Size the job to this long on this machine ({DURATION}; "
+                                                "none: the preset's sizes, estimate printed)."),
                 probe_per_class: int = typer.Option(500, help="Training examples per class "
                                                               "for the base linear probe.")):
     """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
@@ -376,7 +417,7 @@ def run_command(cfg: TrainConfig,
     from .workflow import run_main_job
 
     run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite,
-                 parse_duration(time_budget))
+                 parse_duration(time_budget, "--time-budget"))
 
 
 @app.command("evaluate")
@@ -421,69 +462,86 @@ def _evaluated(run: Path) -> None:
 
 
 @app.command("report")
-def report_command(run: Path = typer.Argument(..., help="A run folder."),
+def report_command(ctx: typer.Context, run: Path = typer.Argument(..., help="A run folder."),
                    comparison: Optional[Path] = typer.Option(None, help="comparison.json (default: RUN/comparison/)."),
                    study: Optional[Path] = typer.Option(None, help="A tuning study folder to include."),
-                   out: Optional[Path] = typer.Option(None, help="Output folder (default: the run folder).")):
+                   output_dir: Optional[Path] = typer.Option(None, help="Folder for report.html and report.md "
+                                                                        "(default: the run folder)."),
+                   out: Optional[Path] = _old("--out")):
     """A self-contained HTML report and a Markdown twin, from the run's real numbers."""
     from ..reporting.report import write_report
     from ..run.folder import RunFolder
 
+    output_dir = _renamed(ctx, output_dir, "output_dir", "--output-dir", out, "--out")
     _evaluated(run)
     comparison = comparison or (RunFolder(run).comparison_dir if RunFolder(run).comparison_dir.is_dir() else None)
-    console.print(f"wrote {write_report(run, out, comparison=comparison, study_dir=study)}")
+    console.print(f"wrote {write_report(run, output_dir, comparison=comparison, study_dir=study)}")
 
 
 @app.command("present")
-def present_command(run: Path = typer.Argument(..., help="A run folder."),
-                    out: Optional[Path] = typer.Option(None, help="Output file (default: RUN/presentation.html).")):
+def present_command(ctx: typer.Context, run: Path = typer.Argument(..., help="A run folder."),
+                    output: Optional[Path] = typer.Option(None, help="File for the deck "
+                                                                     "(default: RUN/presentation.html)."),
+                    out: Optional[Path] = _old("--out")):
     """A self-contained HTML slide deck for a 15-minute walkthrough of the run: arrow keys or space to move, `s` for
     speaker notes, print for one slide per page."""
     from ..reporting.present import write_presentation
 
+    output = _renamed(ctx, output, "output", "--output", out, "--out")
     _evaluated(run)
-    console.print(f"wrote {write_presentation(run, out)}")
+    console.print(f"wrote {write_presentation(run, output)}")
 
 
 @app.command("baseline")
-def baseline_command(names: str = typer.Option("majority,tfidf,vader,base", help="Families: majority, tfidf, vader, "
-                                                                                 "base, star."),
+def baseline_command(ctx: typer.Context,
+                     baselines: str = typer.Option("majority,tfidf,vader,base", help=BASELINES_HELP),
                      data: Optional[str] = typer.Option(None, help="Dataset (as for train --data)."),
                      labels: Optional[str] = typer.Option(None, help="Classes in order, lowest first "
                                                                      "(as for train --labels)."),
                      test_per_class: Optional[int] = typer.Option(None, help="Test sample per class (None: "
                                                                              "the whole test split)."),
-                     seed: int = typer.Option(42),
+                     data_seed: int = typer.Option(42, help=DATA_SEED_HELP),
                      star_model: Optional[str] = typer.Option(None, help="Star-rating model id or folder for `star`."),
                      base_model: Optional[str] = typer.Option(None, help="Encoder for `base` (default: "
                                                                          "the offline default model)."),
                      probe_per_class: int = typer.Option(2000, help="Training examples per class "
                                                                     "for the `base` linear probe."),
-                     out: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder "
-                                                                           "per baseline entry.")):
+                     output_dir: Path = typer.Option(Path("runs/baselines"), help="Folder for one sub-folder "
+                                                                                  "per baseline entry."),
+                     names: Optional[str] = _old("--names"),
+                     seed: Optional[int] = _old("--seed", "Deprecated spelling of --data-seed (the data sample)."),
+                     out: Optional[Path] = _old("--out")):
     """Score baselines on a test set; each entry records exactly which examples it used."""
     from ..core.labels import LabelScheme
     from ..data import examples_descriptor, prepare_splits
     from .workflow import score_baselines
 
-    cfg = DataConfig(**({"data": data} if data else {}), labels=labels, test_per_class=test_per_class, seed=seed)
+    baselines = _renamed(ctx, baselines, "baselines", "--baselines", names, "--names")
+    data_seed = _renamed(ctx, data_seed, "data_seed", "--data-seed", seed, "--seed")
+    output_dir = _renamed(ctx, output_dir, "output_dir", "--output-dir", out, "--out")
+    cfg = DataConfig(**({"data": data} if data else {}), labels=labels, test_per_class=test_per_class,
+                     seed=data_seed)
     splits, report = prepare_splits(cfg)
     options = {"star": {"model": star_model} if star_model else {},
                "base": {"probe_per_class": probe_per_class, **({"model": base_model} if base_model else {})}}
     score_baselines(splits, LabelScheme.from_dict(report["labels"]), examples_descriptor(splits["test"], "test", cfg),
-                    [n for n in names.split(",") if n], out, options)
+                    [n for n in baselines.split(",") if n], output_dir, options)
 
 
 @app.command("compare")
-def compare_command(entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders "
+def compare_command(ctx: typer.Context,
+                    entries: list[Path] = typer.Argument(..., help="Run folders and baseline folders "
                                                                    "(or folders of them)."),
-                    out: Path = typer.Option(Path("reports/comparison"), help="Folder for comparison.md/.json/.png."),
+                    output_dir: Path = typer.Option(Path("reports/comparison"), help="Folder for "
+                                                                                     "comparison.md/.json/.png."),
                     allow_different_examples: bool = typer.Option(False, help="Compare entries scored on different "
-                                                                              "test examples (no paired test).")):
+                                                                              "test examples (no paired test)."),
+                    out: Optional[Path] = _old("--out")):
     """Side-by-side table with 95% intervals and McNemar tests against the best baseline."""
     from ..evaluation.compare import compare, markdown
 
-    console.print(markdown(compare(list(entries), out, allow_different_examples)), markup=False)
+    output_dir = _renamed(ctx, output_dir, "output_dir", "--output-dir", out, "--out")
+    console.print(markdown(compare(list(entries), output_dir, allow_different_examples)), markup=False)
 
 
 @app.command("tune")
@@ -493,7 +551,7 @@ def tune_command(cfg: TrainConfig,
                                                                             "best.yaml, plots/)."),
                  n_trials: int = typer.Option(8, help="Finished trials the study should reach "
                                                       "(across sessions and workers)."),
-                 timeout: Optional[float] = typer.Option(None, help="Stop this session after this many seconds."),
+                 timeout: Optional[str] = typer.Option(None, help=f"Stop this session after this long ({DURATION})."),
                  space: Optional[Path] = typer.Option(None, help="YAML search space (default: lr, epochs, "
                                                                  "weight decay, dropout, warmup, batch size)."),
                  storage: Optional[str] = typer.Option(None, help="Optuna storage URL "
@@ -502,9 +560,14 @@ def tune_command(cfg: TrainConfig,
                  pruner: str = typer.Option("median", help="median, hyperband or none."),
                  sampler_seed: int = typer.Option(42, help="TPE sampler seed.")):
     """Optuna search on validation F1 (never test); re-run the same command to resume after a crash."""
+    from ..core.extras import require
+    from .budget import parse_duration
+
+    seconds = parse_duration(timeout, "--timeout")
+    require("tune", what="sentitune tune")
     from ..training.tune import load_space, tune
 
-    result = tune(study, cfg, load_space(space), n_trials, timeout, storage, pruner, sampler_seed)
+    result = tune(study, cfg, load_space(space), n_trials, seconds, storage, pruner, sampler_seed)
     console.print(f"best validation score {result.best_value:.4f} with {result.best_params}; "
                   f"retrain with: sentitune train --config {study / 'best.yaml'}", markup=False)
 
@@ -527,26 +590,51 @@ def serve_command(model: Path = typer.Argument(..., help="A run folder or its mo
 
 @app.command("export")
 def export_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
-                   quantize: bool = typer.Option(True, help="Also write the int8 graph (onnx/model_quantized.onnx)."),
-                   openvino: Optional[bool] = typer.Option(None, help="Also write the OpenVINO model (openvino/"
-                                                                      "openvino_model.xml; default: when the "
-                                                                      "package openvino is installed)."),
+                   backend: Optional[list[str]] = typer.Option(
+                       None, metavar="<name[,name]>",
+                       help="What to write, repeated or comma-separated: onnx (onnx/model.onnx, fp32), onnx-int8 "
+                            "(onnx/model_quantized.onnx, with model.onnx), openvino (openvino/openvino_model.xml). "
+                            "Default: onnx,onnx-int8, and openvino when the package openvino is installed."),
                    check: int = typer.Option(500, help="Score this many of the run's test texts with every backend "
-                                                       "(accuracy, agreement, speed -> onnx/quality.json); 0: skip.")):
+                                                       "(accuracy, agreement, speed -> onnx/quality.json); 0: skip."),
+                   quantize: Optional[bool] = _old("--quantize/--no-quantize", "Deprecated: --backend onnx-int8."),
+                   openvino: Optional[bool] = _old("--openvino/--no-openvino", "Deprecated: --backend openvino.")):
     """Write ONNX graphs for onnxruntime (onnx/model.onnx, onnx/model_quantized.onnx) and an OpenVINO model into the
     model folder."""
     from ..evaluation.backends import backend_quality
     from ..inference.export import export_onnx, export_openvino
-    from ..models.exported import openvino_installed
 
-    paths = export_onnx(model, quantize)
-    paths += export_openvino(model) if (openvino_installed() if openvino is None else openvino) else []
+    chosen = _export_backends(backend, quantize, openvino)
+    paths = export_onnx(model, "onnx-int8" in chosen) if chosen & {"onnx", "onnx-int8"} else []
+    paths += export_openvino(model) if "openvino" in chosen else []
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     quality = backend_quality(model, check)
-    for backend, row in (quality or {}).get("backends", {}).items():
-        print(f"{backend}: accuracy {row['accuracy']:.4f}, agrees with torch on {row['agreement_with_torch']:.2%}, "
+    for name, row in (quality or {}).get("backends", {}).items():
+        print(f"{name}: accuracy {row['accuracy']:.4f}, agrees with torch on {row['agreement_with_torch']:.2%}, "
               f"{row['examples_per_s']} texts/s ({quality['texts']} test texts)")
+
+
+def _export_backends(given: list[str] | None, quantize: bool | None, openvino: bool | None) -> set[str]:
+    """The backends `export --backend` names (default: onnx and onnx-int8, and openvino where it is installed),
+    adjusted by the old --[no-]quantize and --[no-]openvino flags (each with a deprecation warning)."""
+    from ..core.extras import installed
+
+    chosen = {name.strip() for value in given or [] for name in value.split(",") if name.strip()}
+    unknown = sorted(chosen - set(EXPORT_BACKENDS))
+    if unknown or (given and not chosen):
+        raise SentituneError(f"--backend {','.join(unknown) or repr(''.join(given))}: use {', '.join(EXPORT_BACKENDS)} "
+                             "(repeat --backend or separate them with commas).")
+    if not given:
+        chosen = {"onnx", "onnx-int8"} | ({"openvino"} if installed("openvino") else set())
+    for old, value, name in (("--quantize", quantize, "onnx-int8"), ("--openvino", openvino, "openvino")):
+        if value is not None:
+            _warn(f"{old if value else '--no-' + old[2:]} is deprecated; use --backend (onnx, onnx-int8, openvino).")
+            chosen = chosen | {name} if value else chosen - {name}
+    if not chosen:
+        raise SentituneError("--backend: nothing left to export; name at least one of "
+                             f"{', '.join(EXPORT_BACKENDS)}.")
+    return chosen
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ class DataConfig:
     """Where the labelled text comes from and how it is prepared."""
 
     data: str = field(default_factory=default_data, metadata={
-        "help": f"Hub dataset id, or a local {LOCAL_FORMS}. Default: ${DATA_ENV} or {DEFAULT_HUB_DATASET}."})
+        "help": f"Hub dataset id, or {LOCAL_FORMS}. Default: ${DATA_ENV} or {DEFAULT_HUB_DATASET}."})
     test_data: str | None = field(default=None, metadata={
         "help": "Separate test file for single-file sources; without it a stratified test split is carved out."})
     text_column: str = field(default="text", metadata={"help": "Column that holds the text."})
