@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,44 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
+from sentitune.inference.batch_size import EVAL_SIZES, fastest_eval_batch, measured, memory_limit_mb
 from sentitune.run.config import load_config
-from sentitune.training.autobatch import (
-    EVAL_SIZES,
-    StepClock,
-    fastest_eval_batch,
-    freed,
-    memory_limit_mb,
-    memory_mb,
-    out_of_memory,
-    tuned_eval_batch,
-    tuned_train_batch,
-)
-from sentitune.training.trainer import make_trainer, new_model
+from sentitune.training.autobatch import training_rate, tuned_eval_batch, tuned_train_batch
+from sentitune.training.trainer import new_model
 
 
 def full_train_sweep(cfg, prepared, largest: int, steps: int) -> list[dict]:
-    """Examples/s of every power-of-two micro-batch up to `largest` (accumulating to the preset's batch below it)."""
-    rows, preset = [], cfg.batch_size * cfg.gradient_accumulation
-    size = 1
+    """Examples/s of every power-of-two micro-batch up to `largest` (accumulating to the preset's batch below it),
+    measured as the tuner measures (`training_rate`: a length spread of the train split, tokens/s), with more steps."""
+    rows, preset, size = [], cfg.batch_size * cfg.gradient_accumulation, 1
+    limit = memory_limit_mb(cfg.batch_memory_limit_gb, prepared.runtime.device)
     while size <= largest:
         effective = max(size, preset)
         probe = dataclasses.replace(cfg, batch_size=size, gradient_accumulation=effective // size, max_steps=steps + 1,
                                     eval_steps=10**9, early_stopping_patience=0, logging_steps=10**9)
-        clock = StepClock()
-        try:
-            with tempfile.TemporaryDirectory() as out:
-                make_trainer(probe, prepared, new_model(probe, prepared), out, [clock]).train()
-            row = {"batch_size": size, "accumulation": effective // size, "effective": effective,
-                   "examples_per_s": round(clock.rate(effective), 2),
-                   "memory_mb": round(memory_mb(prepared.runtime.device))}
-        except (RuntimeError, MemoryError) as exc:
-            if not out_of_memory(exc):
-                raise
-            rows.append({"batch_size": size, "out_of_memory": True})
-            break
-        finally:
-            freed(prepared.runtime.device)
+        row = measured({"batch_size": size, "accumulation": effective // size, "effective": effective, "fits": True,
+                        "reason": None}, lambda: training_rate(probe, prepared), prepared.runtime.device, limit)
         rows.append(row)
+        if not row["fits"]:
+            break
         print(f"  train {size:>4} x {row['accumulation']:>2}: {row['examples_per_s']:7.2f} ex/s, "
               f"{row['memory_mb']:,} MB", flush=True)
         size *= 2
@@ -89,29 +70,29 @@ def main() -> None:
     auto_cfg, sweep = tuned_train_batch(cfg, prepared)
     tuning_s = time.perf_counter() - started
     print(sweep.sentence(), flush=True)
-    measured = {r["batch_size"]: r["examples_per_s"] for r in full if "examples_per_s" in r}
-    same_batch = {s: v for s, v in measured.items() if s <= cfg.batch_size}  # keep the preset's effective batch
+    rates = {r["batch_size"]: r["examples_per_s"] for r in full if r["fits"]}
+    same_batch = {s: v for s, v in rates.items() if s <= cfg.batch_size}  # keep the preset's effective batch
     best = max(same_batch.values())
     train = {"full_sweep": full, "auto": sweep.to_dict(), "auto_choice": auto_cfg.batch_size,
              "best_same_effective": max(same_batch, key=same_batch.get), "preset": cfg.batch_size,
-             "auto_vs_best": round(measured[auto_cfg.batch_size] / best, 3),
-             "auto_vs_preset": round(measured[auto_cfg.batch_size] / measured[cfg.batch_size], 3),
+             "auto_vs_best": round(rates[auto_cfg.batch_size] / best, 3),
+             "auto_vs_preset": round(rates[auto_cfg.batch_size] / rates[cfg.batch_size], 3),
              "tuning_s": round(tuning_s, 1), "tuning_share_of_job": round(tuning_s / args.job_seconds, 4),
-             "fastest_any": max(measured, key=measured.get),
-             "largest_that_fits": max(measured)}
+             "fastest_any": max(rates, key=rates.get),
+             "largest_that_fits": max(rates)}
 
     model = new_model(cfg, prepared)
     texts = list(prepared.tokenized(cfg)["validation"]["input_ids"])
     eval_rows, _ = fastest_eval_batch(model, texts, prepared.tokenizer.pad_token_id or 0, prepared.runtime,
-                                      memory_limit_mb(cfg, prepared.runtime.device))
+                                      memory_limit_mb(cfg.batch_memory_limit_gb, prepared.runtime.device))
     started = time.perf_counter()
     eval_cfg, eval_sweep = tuned_eval_batch(cfg, prepared, model)
     eval_s = time.perf_counter() - started
-    rates = {r["batch_size"]: r["examples_per_s"] for r in eval_rows if r["examples_per_s"]}
+    eval_rates = {r["batch_size"]: r["examples_per_s"] for r in eval_rows if r["examples_per_s"]}
     evaluation = {"full_sweep": eval_rows, "auto": eval_sweep.to_dict(), "auto_choice": eval_cfg.eval_batch_size,
                   "preset": cfg.eval_batch_size, "sizes": list(EVAL_SIZES),
-                  "auto_vs_best": round(rates[eval_cfg.eval_batch_size] / max(rates.values()), 3),
-                  "auto_vs_preset": round(rates[eval_cfg.eval_batch_size] / rates[cfg.eval_batch_size], 3),
+                  "auto_vs_best": round(eval_rates[eval_cfg.eval_batch_size] / max(eval_rates.values()), 3),
+                  "auto_vs_preset": round(eval_rates[eval_cfg.eval_batch_size] / eval_rates[cfg.eval_batch_size], 3),
                   "tuning_s": round(eval_s, 1)}
     print(eval_sweep.sentence(), flush=True)
     verdicts = {"train auto >= 95% of best": train["auto_vs_best"] >= 0.95,

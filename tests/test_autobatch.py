@@ -64,6 +64,15 @@ def test_auto_is_a_flag_that_keeps_the_size_before_it_as_the_effective_batch():
         load_config(overrides={"batch_size": 0})
 
 
+@pytest.mark.parametrize("value", ["fast", "0", "-4"])
+def test_a_bad_batch_size_on_the_command_line_is_one_line(tmp_path, value):
+    from test_cli import sentitune
+
+    result = sentitune("train", "--batch-size", value, "--output-dir", str(tmp_path))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "batch-size" in result.stderr and not list(tmp_path.iterdir())
+
+
 def test_auto_picks_a_size_records_the_sweep_and_keeps_the_effective_batch(tiny_model, parquet_folder, tmp_path):
     cfg = auto_config(tiny_model, parquet_folder, tmp_path, auto_batch_size=True, auto_eval_batch_size=True)
     run = train(cfg)

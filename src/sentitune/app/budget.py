@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from ..core.errors import SentituneError
 from ..run.config import TrainConfig
-from ..training.autobatch import training_rate
 
 DEFAULT_TIME_BUDGET = "10m"  # the main job's: a demo that fits a coffee break on a 2-core CPU
 # the share of the budget the estimate may fill: its training rate, from a few steps, read 9% above what a whole
@@ -62,6 +61,7 @@ def measure(cfg: TrainConfig, steps: int = 8, prepared=None) -> Rates:
     returned it for `cfg`, when the caller has it); rates from the steps after the first. A batch-size sweep the
     prepared data carries (`--batch-size auto`) gives its measured rate instead: nothing is measured twice."""
     from ..inference.predict import logits_for_ids
+    from ..training.autobatch import training_rate
     from ..training.trainer import new_model, prepare
 
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from rich.table import Table
 from ..core.errors import SentituneError
 from ..data import DataConfig
 from ..run.config import PRESETS, TrainConfig, load_config
+from .budget import DEFAULT_TIME_BUDGET
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Fine-tune transformers for sentiment and prove they beat their baselines.")
@@ -37,6 +38,10 @@ DURATION = "a duration such as 90s, 10m or 1.5h; a bare number is seconds"
 BASELINES_HELP = ("Baseline families to score on the same test examples, comma-separated: majority, tfidf, vader, "
                   "base, star (star needs the Hub or a local star model).")
 FLAG_HELP = {"seed": SEED_HELP, "data_seed": DATA_SEED_HELP}
+AUTO_SIZES = {"batch_size": " A number, or auto: the fastest micro-batch measured on this machine, accumulated to "
+                            "this size.",
+              "eval_batch_size": " A number, or auto: the fastest measured on this machine."}
+SET_BY_AUTO = ("auto_batch_size", "auto_eval_batch_size")
 EXPORT_BACKENDS = ("onnx", "onnx-int8", "openvino")
 
 
@@ -86,9 +91,13 @@ def _config_parameters(cls, rename: dict[str, str] | None = None) -> list[inspec
             params += _config_parameters(kind, _DATA_FLAG)
             continue
         name = (rename or {}).get(f.name, f.name)
+        if name in SET_BY_AUTO:  # `--batch-size auto` sets these
+            continue
+        kind = str if name in AUTO_SIZES else kind
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        option = typer.Option(None, *decls, help=FLAG_HELP.get(name, f.metadata.get("help", "")), show_default=False)
+        text = FLAG_HELP.get(name, f.metadata.get("help", "")) + AUTO_SIZES.get(name, "")
+        option = typer.Option(None, *decls, help=text, show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=Optional[kind]))
     return params
@@ -292,8 +301,10 @@ def data_stats_command(
 @app.command("predict")
 def predict_command(model: Path = typer.Argument(..., help="A run folder or its model/ folder."),
                     texts: list[str] = typer.Argument(None, help="Texts to classify (or a file: --input)."),
-                    batch_size: Optional[int] = typer.Option(None, help="Texts per batch (default: "
-                                                                        "fastest measured for the backend)."),
+                    batch_size: Optional[str] = typer.Option(None, help="Texts per batch (default: the fastest "
+                                                                        "measured for the backend when it was "
+                                                                        "benchmarked); auto: measured now, on the "
+                                                                        "first texts."),
                     windows: bool = typer.Option(False, help="Read long texts whole: "
                                                              "average over half-overlapping windows."),
                     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -321,6 +332,7 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
     from ..inference.predict import SentimentModel
     from ..models.loading import model_folder
 
+    batch_size = _batch_size(batch_size)
     if file:
         _warn("--file is deprecated; use --input FILE --output - (JSON lines on stdout).")
     if input_ or output:
@@ -333,9 +345,23 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
     if not texts:
         raise SentituneError("predict: no texts; pass them as arguments, or a file with --input FILE --output FILE "
                              "(- : JSON lines on stdout).")
-    for text, pred in zip(texts, SentimentModel.from_pretrained(model_dir, backend=backend).predict(
-            texts, batch_size, windows)):
+    scorer = SentimentModel.from_pretrained(model_dir, backend=backend)
+    if batch_size == "auto":
+        batch_size, rows = scorer.fastest_batch_size(texts[:512])
+        Console(stderr=True).print(f"--batch-size auto: {batch_size}, the fastest of " + ", ".join(
+            f"{r['batch_size']} ({r['examples_per_s']:.0f}/s)" for r in rows if r["fits"]) + ".", markup=False)
+    for text, pred in zip(texts, scorer.predict(texts, batch_size, windows)):
         print(json.dumps({"text": text[:80], **pred}))
+
+
+def _batch_size(value: str | None) -> int | str | None:
+    """--batch-size of predict: None (the backend's own), a positive number, or auto (measured on the texts)."""
+    if value is None or value == "auto":
+        return value
+    if not value.strip().isdigit() or int(value) < 1:
+        raise SentituneError(f"--batch-size {value}: use a positive whole number of texts, or auto (the fastest "
+                             "measured now on this machine).")
+    return int(value)
 
 
 def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_: str | None, output: str | None,
@@ -355,6 +381,9 @@ def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_:
     if engine == "ray":
         from ..inference.batch_ray import score_file_ray
 
+        if batch_size == "auto":
+            raise SentituneError("--batch-size auto: with --engine ray each actor scores with the size given; "
+                                 "measure it with --engine local first (its summary names it), then pass it.")
         if resume:
             raise SentituneError("--resume: --engine ray does not resume (a failed job leaves no output); "
                                  "rerun it, or use --engine local.")
@@ -408,16 +437,23 @@ def explain_command(ctx: typer.Context, model: Path = typer.Argument(..., help="
 def run_command(cfg: TrainConfig,
                 baselines: str = typer.Option("majority,tfidf,vader,base", help=BASELINES_HELP),
                 overwrite: bool = typer.Option(False, help="Replace an existing run of the same --name."),
-                time_budget: str = typer.Option("10m", help=f"Size the job to this long on this machine ({DURATION}; "
+                time_budget: str = typer.Option(DEFAULT_TIME_BUDGET,
+                                                help=f"Size the job to this long on this machine ({DURATION}; "
                                                 "none: the preset's sizes, estimate printed)."),
                 probe_per_class: int = typer.Option(500, help="Training examples per class "
-                                                              "for the base linear probe.")):
+                                                              "for the base linear probe."),
+                ensemble: str = typer.Option("none", help="tfidf: also compare the fine-tuned model averaged with "
+                                                          "TF-IDF + LR (its own row; the model alone stays the "
+                                                          "headline)."),
+                resume: bool = typer.Option(False, help="Go on with an interrupted job of the same --name, as it "
+                                                        "was planned: its baselines and training checkpoints are "
+                                                        "kept.")):
     """The main job: data -> baselines -> fine-tune -> evaluate -> compare -> report (default preset: cpu-quick)."""
     from .budget import parse_duration
     from .workflow import run_main_job
 
     run_main_job(cfg, tuple(b for b in baselines.split(",") if b), probe_per_class, overwrite,
-                 parse_duration(time_budget, "--time-budget"))
+                 parse_duration(time_budget, "--time-budget"), ensemble=ensemble, resume=resume)
 
 
 @app.command("evaluate")

@@ -32,7 +32,6 @@ def _stage(title: str) -> float:
 def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path | None:
     """Train a run and write its model card: the run folder (None on DDP ranks other than 0). With
     `cfg.self_distill`, the run then teaches a student of its size: the student's run folder."""
-    from ..reporting.card import write_model_card
     from ..training.train import train
 
     if cfg.self_distill != "none":
@@ -43,8 +42,17 @@ def fine_tune(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, c
     run_dir = train(cfg, resume=resume, overwrite=overwrite, callbacks=callbacks)
     if run_dir is None:
         return None
-    write_model_card(run_dir)
+    carded(run_dir)
     return run_dir if cfg.self_distill == "none" else self_distilled(run_dir, cfg, resume, overwrite, callbacks)
+
+
+def carded(run_dir: Path) -> Path:
+    """A finished run evaluated (evaluation.json, plots; reporting reads, never computes it) with its model card."""
+    from ..evaluation.evaluate import evaluate_run
+    from ..reporting.card import write_model_card
+
+    evaluate_run(run_dir)
+    return write_model_card(run_dir)
 
 
 def taught_name(cfg: TrainConfig) -> str:
@@ -101,11 +109,10 @@ def distill_student(teacher_run: str | Path, dcfg, overrides: dict | None = None
                     transfer=None) -> Path:
     """Distil a finished run into a student run (`training.distill`) and write its model card: the student's run
     folder."""
-    from ..reporting.card import write_model_card
     from ..training.distill import distill
 
     run_dir = distill(teacher_run, dcfg, overrides, config, preset, resume, overwrite, callbacks, transfer=transfer)
-    write_model_card(run_dir)
+    carded(run_dir)
     return run_dir
 
 
@@ -275,9 +282,7 @@ def trained_run(cfg: TrainConfig, prepared, frames: dict, resume: bool, overwrit
     if run_dir is None:
         return None
     if cfg.self_distill != "none":
-        from ..reporting.card import write_model_card
-
-        write_model_card(run_dir)
+        carded(run_dir)
         run_dir = self_distilled(run_dir, cfg, resume=resume, overwrite=overwrite, frames=frames)
     return RunFolder(run_dir)
 

@@ -54,7 +54,7 @@ class Job:
 
 
 def score_file(model_dir: str | Path, input: str | Path, output: str | Path, text_column: str = "text",
-               chunk_size: int = DEFAULT_CHUNK_SIZE, batch_size: int | None = None, backend: str = "auto",
+               chunk_size: int = DEFAULT_CHUNK_SIZE, batch_size: int | str | None = None, backend: str = "auto",
                resume: bool = False, overwrite: bool = False, windows: bool = False,
                progress: bool = True) -> dict:
     """Score every text of `input` into `output` ("-" for JSON lines on stdin/stdout); returns a summary dict."""
@@ -67,6 +67,9 @@ def score_file(model_dir: str | Path, input: str | Path, output: str | Path, tex
     first = next(chunks)
     _check_text_column(first, job)
     model = _load_model(model_dir, backend)
+    if batch_size == "auto":  # measured on the first texts of the input
+        batch_size, _ = model.fastest_batch_size([str(t) for t in first.column(job.text_column).to_pylist()[:512]
+                                                  if t is not None] or ["."])
     scorer = Scorer(model, batch_size, windows)
     scorer.check_columns(first, job)
     check_writable(first.schema, job)

@@ -12,7 +12,6 @@ limit (CPU), ends the sweep; the fastest size that fitted is chosen.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,11 +20,10 @@ import torch
 from transformers import TrainerCallback
 
 from ..core.errors import SentituneError
+from ..inference.batch_size import fastest_eval_batch, measured, memory_limit_mb, memory_mb
 from ..run.config import TrainConfig, TrainingConfig
 
-MEMORY_SHARE = 0.8  # default limit: this share of the machine's memory (CPU) or of the GPU's
 SWEEP_STEPS = 3  # optimizer steps timed per candidate, after one untimed warm-up step
-EVAL_SIZES = (8, 16, 32, 64, 128, 256)
 
 
 class StepClock(TrainerCallback):
@@ -126,52 +124,6 @@ class Sweep:
         return dataclasses.asdict(self)
 
 
-def memory_limit_mb(cfg: TrainConfig, device: torch.device) -> float:
-    """The memory a candidate may use: `cfg.batch_memory_limit_gb`, else MEMORY_SHARE of the device's."""
-    if cfg.batch_memory_limit_gb:
-        return cfg.batch_memory_limit_gb * 1024
-    if device.type == "cuda":
-        return MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory / 2**20
-    import psutil
-
-    return MEMORY_SHARE * psutil.virtual_memory().total / 2**20
-
-
-def memory_mb(device: torch.device) -> float:
-    """Memory in use now: the process's resident memory (CPU), or the peak CUDA allocation since the last reset."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def freed(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def measured(row: dict, rate, device: torch.device, limit: float) -> dict:
-    """`row` with `rate()`'s examples/s and the memory then in use, or marked as not fitting: out of memory, or
-    over `limit` MB."""
-    try:
-        row["examples_per_s"], row["memory_mb"] = round(rate(), 2), round(memory_mb(device))
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if not out_of_memory(exc):
-            raise
-        row.update(fits=False, reason="out of memory")
-    freed(device)
-    if row["fits"] and row["memory_mb"] > limit:
-        row.update(fits=False, reason=f"{row['memory_mb']:,} MB over the {limit:,.0f} MB limit")
-    return row
-
-
 def split_batch(effective: int, fastest: int) -> tuple[int, int]:
     """(micro-batch, accumulation) for `effective` examples per step: the largest candidate no larger than the
     fastest measured micro-batch (a tuning trial asks for its own effective batch)."""
@@ -197,7 +149,7 @@ def swept(cfg: TrainingConfig, rate_of, device: torch.device) -> tuple[TrainingC
     few max_steps at one size, accumulating to the effective batch), and `cfg` set to the fastest that fitted."""
     effective = cfg.batch_size * cfg.gradient_accumulation
     started, rows = time.perf_counter(), []
-    limit, base = memory_limit_mb(cfg, device), memory_mb(device)
+    limit, base = memory_limit_mb(cfg.batch_memory_limit_gb, device), memory_mb(device)
     for size in train_candidates(effective):
         probe = dataclasses.replace(cfg, batch_size=size, gradient_accumulation=effective // size,
                                     max_steps=SWEEP_STEPS + 1, logging_steps=10**9, save_total_limit=1,
@@ -245,32 +197,9 @@ def tuned_eval_batch(cfg: TrainConfig, prepared, model=None) -> tuple[TrainConfi
     model = model if model is not None else new_model(cfg, prepared)
     rows, started = fastest_eval_batch(model, list(prepared.tokenized(cfg)["validation"]["input_ids"]),
                                        prepared.tokenizer.pad_token_id or 0, prepared.runtime,
-                                       memory_limit_mb(cfg, prepared.runtime.device))
-    return chosen(cfg, rows, "eval", 1, started, memory_limit_mb(cfg, prepared.runtime.device),
+                                       memory_limit_mb(cfg.batch_memory_limit_gb, prepared.runtime.device))
+    return chosen(cfg, rows, "eval", 1, started, memory_limit_mb(cfg.batch_memory_limit_gb, prepared.runtime.device),
                   prepared.runtime.device)
-
-
-def fastest_eval_batch(model, texts: list, pad: int, runtime, limit: float) -> tuple[list[dict], float]:
-    """A row per eval batch size (EVAL_SIZES, up to what the texts fill): examples/s predicting two batches of the
-    tokenized `texts` after a warm-up batch; stops at the first size that does not fit. Also when it started."""
-    from ..inference.predict import logits_for_ids
-
-    device, started, rows = runtime.device, time.perf_counter(), []
-    for size in EVAL_SIZES:
-        ids = (texts * (2 * size // max(len(texts), 1) + 1))[: 2 * size]  # two batches of the run's own texts
-        row = {"batch_size": size, "examples_per_s": None, "fits": True, "reason": None, "memory_mb": None}
-        rows.append(row)
-
-        def batches() -> float:
-            logits_for_ids(model, ids[:size], pad, size, runtime)  # warm-up: kernels for this shape
-            begun = time.perf_counter()
-            logits_for_ids(model, ids, pad, size, runtime)
-            return len(ids) / (time.perf_counter() - begun)
-
-        # a batch larger than the data holds measures nothing new
-        if not measured(row, batches, device, limit)["fits"] or len(texts) < size:
-            break
-    return rows, started
 
 
 def tuned(prepared, callbacks=()):
