@@ -11,7 +11,7 @@ import torch
 from sentitune.core.errors import SentituneError
 from sentitune.core.machine import Runtime
 from sentitune.inference.batch import score_file
-from sentitune.inference.batch_size import EVAL_SIZES, best_size, fastest_eval_batch, measured
+from sentitune.inference.batch_size import EVAL_SIZES, best_size, fastest_batch_size, fastest_eval_batch, measured
 from sentitune.inference.predict import SentimentModel
 
 TEXTS = [f"review number {i} " + "quite good " * (i % 17) for i in range(300)]
@@ -19,7 +19,7 @@ TEXTS = [f"review number {i} " + "quite good " * (i % 17) for i in range(300)]
 
 def test_the_sweep_times_each_size_up_to_what_the_texts_fill_and_picks_the_fastest(tiny_model):
     model = SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("fp32"))
-    size, rows = model.fastest_batch_size(TEXTS)
+    size, rows = fastest_batch_size(model, TEXTS)
     assert [r["batch_size"] for r in rows] == list(EVAL_SIZES)  # 300 texts fill every size up to 256
     assert size == best_size(rows) == max(rows, key=lambda r: r["examples_per_s"])["batch_size"]
     assert all(r["fits"] and r["examples_per_s"] > 0 for r in rows)
@@ -62,4 +62,4 @@ def test_no_size_that_fits_is_one_line(tiny_model, monkeypatch):
     model = SentimentModel.from_pretrained(tiny_model, runtime=Runtime.resolve("fp32"))
     monkeypatch.setattr(batch_size, "memory_mb", lambda device: 10.0**9)  # every size "uses" a petabyte
     with pytest.raises(SentituneError, match="--batch-size auto: no batch size fits on this CPU"):
-        model.fastest_batch_size(TEXTS[:20])
+        fastest_batch_size(model, TEXTS[:20])

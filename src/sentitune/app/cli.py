@@ -347,7 +347,9 @@ def predict_command(model: Path = typer.Argument(..., help="A run folder or its 
                              "(- : JSON lines on stdout).")
     scorer = SentimentModel.from_pretrained(model_dir, backend=backend)
     if batch_size == "auto":
-        batch_size, rows = scorer.fastest_batch_size(texts[:512])
+        from ..inference.batch_size import fastest_batch_size
+
+        batch_size, rows = fastest_batch_size(scorer, texts[:512])
         Console(stderr=True).print(f"--batch-size auto: {batch_size}, the fastest of " + ", ".join(
             f"{r['batch_size']} ({r['examples_per_s']:.0f}/s)" for r in rows if r["fits"]) + ".", markup=False)
     for text, pred in zip(texts, scorer.predict(texts, batch_size, windows)):

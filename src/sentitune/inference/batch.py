@@ -68,8 +68,10 @@ def score_file(model_dir: str | Path, input: str | Path, output: str | Path, tex
     _check_text_column(first, job)
     model = _load_model(model_dir, backend)
     if batch_size == "auto":  # measured on the first texts of the input
-        batch_size, _ = model.fastest_batch_size([str(t) for t in first.column(job.text_column).to_pylist()[:512]
-                                                  if t is not None] or ["."])
+        from .batch_size import fastest_batch_size
+
+        batch_size, _ = fastest_batch_size(model, [str(t) for t in first.column(job.text_column).to_pylist()[:512]
+                                                   if t is not None] or ["."])
     scorer = Scorer(model, batch_size, windows)
     scorer.check_columns(first, job)
     check_writable(first.schema, job)

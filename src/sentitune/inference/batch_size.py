@@ -87,3 +87,19 @@ def best_size(rows: list[dict]) -> int | None:
     """The batch size of the fastest row that fitted (None: none fitted)."""
     fitting = [r for r in rows if r["fits"]]
     return max(fitting, key=lambda r: r["examples_per_s"])["batch_size"] if fitting else None
+
+
+def fastest_batch_size(model, texts: list[str], limit_gb: float | None = None) -> tuple[int, list[dict]]:
+    """The batch size at which `model` (a `SentimentModel`, any backend) predicts `texts` (a sample of what is to
+    come) fastest on this machine, and the rows of the sweep (`--batch-size auto`); one line when none fits."""
+    from ..core.errors import SentituneError
+    from ..data import clean_text, tokenize_function
+
+    texts = [clean_text(t) for t in texts] if model.clean else list(texts)
+    ids = tokenize_function(model.tokenizer, model.max_length, model.truncation)({"text": texts})["input_ids"]
+    rows, _ = fastest_eval_batch(model.model_at(), ids, model.tokenizer.pad_token_id or 0, model.runtime,
+                                 memory_limit_mb(limit_gb, model.runtime.device))
+    if best_size(rows) is None:
+        raise SentituneError(f"--batch-size auto: no batch size fits on this {model.runtime.device.type.upper()} "
+                             f"(even {rows[0]['batch_size']}: {rows[0]['reason']}); pass a smaller --batch-size.")
+    return best_size(rows), rows

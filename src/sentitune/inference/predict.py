@@ -220,20 +220,6 @@ class SentimentModel:
         logit = self._logits(encoded["input_ids"], batch_size)
         return Scored(softmax(logit), logit, np.asarray(encoded["n_tokens"]))
 
-    def fastest_batch_size(self, texts: list[str], limit_gb: float | None = None) -> tuple[int, list[dict]]:
-        """The batch size that predicts `texts` (a sample of what is to come) fastest on this machine, and the rows
-        of the sweep (`--batch-size auto`); one line when none fits."""
-        from .batch_size import best_size, fastest_eval_batch, memory_limit_mb
-
-        texts = [clean_text(t) for t in texts] if self.clean else list(texts)
-        ids = tokenize_function(self.tokenizer, self.max_length, self.truncation)({"text": texts})["input_ids"]
-        rows, _ = fastest_eval_batch(self.model_at(), ids, self.tokenizer.pad_token_id or 0, self.runtime,
-                                     memory_limit_mb(limit_gb, self.runtime.device))
-        if best_size(rows) is None:
-            raise SentituneError(f"--batch-size auto: no batch size fits on this {self.runtime.device.type.upper()} "
-                                 f"(even {rows[0]['batch_size']}: {rows[0]['reason']}); pass a smaller --batch-size.")
-        return best_size(rows), rows
-
     def _logits(self, input_ids: list[list[int]], batch_size: int) -> np.ndarray:
         return logits_for_ids(self.model_at(), input_ids, self.tokenizer.pad_token_id or 0, batch_size, self.runtime)
 
