@@ -13,6 +13,7 @@ from sentitune.data import (
     examples_descriptor,
     prepare_frames,
     prepare_splits,
+    sampling_note,
 )
 
 
@@ -84,9 +85,15 @@ def test_bad_input_is_one_clear_line(tmp_path, make, match):
     assert "\n" not in str(err.value)
 
 
-def test_split_that_would_be_empty(parquet_folder):
-    with pytest.raises(SentituneError, match="only .* available"):
-        prepare_frames(DataConfig(data=str(parquet_folder), train_per_class=10_000))
+def test_a_class_with_fewer_rows_than_asked_gives_all_it_has(parquet_folder):
+    """Small or imbalanced data: per-class sizes cap each class at what it has, and the report says which."""
+    cfg = DataConfig(data=str(parquet_folder), train_per_class=10_000)
+    frames, report = prepare_frames(cfg)
+    assert report["per_class"]["train"] == report["available"]["train"]  # every training row of each class
+    assert report["short_classes"]["train"] == report["available"]["train"]
+    assert "train: all" in sampling_note(report, cfg)
+    whole = DataConfig(data=cfg.data)  # no per-class sizes: nothing is short
+    assert sampling_note(prepare_frames(whole)[1], whole) is None
 
 
 @pytest.mark.skipif(not IMDB.is_dir(), reason="the shared IMDB copy is not beside the repo")
