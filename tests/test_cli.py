@@ -62,12 +62,18 @@ def test_unknown_preset_and_missing_inputs_leave_nothing_behind(tmp_path, parque
 def test_every_config_field_is_a_flag_with_help():
     import dataclasses
 
+    import typer.main
+
+    from sentitune.app.cli import SET_BY_AUTO
     from sentitune.run.config import TrainConfig
 
     text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250"}).output
     for field in dataclasses.fields(TrainConfig):
-        if field.name != "data":
+        if field.name != "data" and field.name not in SET_BY_AUTO:
             assert "--" + field.name.replace("_", "-") in text
+    helps = {o: p.help for p in typer.main.get_command(app).commands["train"].params for o in p.opts}
+    for field in SET_BY_AUTO:  # auto_batch_size is `--batch-size auto`
+        assert "A number, or auto" in helps["--" + field.removeprefix("auto_").replace("_", "-")]
     for flag in ("--data ", "--train-per-class", "--data-seed", "--label-threshold", "--resume", "--preset"):
         assert flag in text
 
