@@ -84,6 +84,18 @@ def test_auto_picks_a_size_records_the_sweep_and_keeps_the_effective_batch(tiny_
     saved = load_config(run / "config.yaml")
     assert saved.batch_size == best["batch_size"] and saved.batch_size * saved.gradient_accumulation == 16
     assert saved.eval_batch_size == sweep["eval"]["chosen"]
+    # the report shows the sweep (a figure with the chosen size marked) and the card's training details name it
+    from sentitune.evaluation.evaluate import evaluate_run
+    from sentitune.reporting.card import write_model_card
+    from sentitune.reporting.report import write_report
+
+    evaluate_run(run)
+    write_report(run)
+    assert f"training batch {best['batch_size']} x {16 // best['batch_size']} accumulated" in \
+        (run / "report.md").read_text()
+    assert (run / "plots" / "batch_sweep.png").stat().st_size > 5000
+    write_model_card(run)
+    assert "Batch size (`--batch-size auto`): training batch" in (run / "model" / "README.md").read_text()
 
     # the same seed and the chosen sizes set by hand train the same model
     by_hand = tiny_config(tiny_model, parquet_folder, tmp_path / "runs", name="by-hand", batch_size=saved.batch_size,

@@ -296,3 +296,25 @@ def plot_comparison(table: dict, path: Path) -> Path:
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
+
+
+def plot_batch_sweep(sweeps: dict, path: Path) -> Path:
+    """batch_sweep.png: examples/s against batch size for each sweep `--batch-size auto` measured (training,
+    prediction), the chosen size marked, sizes that did not fit shown as crosses at zero."""
+    fig = Figure(figsize=(6.5, 4.0))
+    ax = fig.add_subplot()
+    for kind, sweep in sweeps.items():
+        fits = [r for r in sweep["rows"] if r["fits"]]
+        line, = ax.plot([r["batch_size"] for r in fits], [r["examples_per_s"] for r in fits], marker="o",
+                        label=f"{'training' if kind == 'train' else 'prediction'} (chose {sweep['chosen']})")
+        chosen = next(r for r in fits if r["batch_size"] == sweep["chosen"])
+        ax.scatter([chosen["batch_size"]], [chosen["examples_per_s"]], s=160, facecolors="none",
+                   edgecolors=line.get_color(), linewidths=2)
+        failed = [r["batch_size"] for r in sweep["rows"] if not r["fits"]]
+        ax.scatter(failed, [0] * len(failed), marker="x", color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="batch size (micro-batch for training)", ylabel="examples/s", title="Batch sizes measured here")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+

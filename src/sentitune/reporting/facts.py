@@ -486,6 +486,20 @@ def comparison_facts(run: RunFolder, comparison, model: dict, primary: str, labe
             "baseline": baseline_gap(rows, primary, table.get("best_baseline"), labels)}
 
 
+def batch_sweep_fact(sweeps: dict) -> dict:
+    """{sweeps, sentence}: the batch sizes `--batch-size auto` measured and chose, in one sentence ({} without)."""
+    if not sweeps:
+        return {}
+    parts = []
+    for kind, sweep in sweeps.items():
+        rates = ", ".join(f"{r['batch_size']}: {r['examples_per_s']:.1f}" for r in sweep["rows"] if r["fits"])
+        size = (f"{sweep['chosen']} x {sweep['accumulation']} accumulated" if kind == "train"
+                else str(sweep["chosen"]))
+        parts.append(f"{'training' if kind == 'train' else 'prediction'} batch {size}, the fastest of the sizes "
+                     f"measured on this machine (examples/s {rates}; {sweep['seconds']:.0f} s)")
+    return {"sweeps": sweeps, "sentence": "; ".join(parts) + "."}
+
+
 def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str | Path | None = None) -> dict:
     """Everything the report, the deck and the model card show about a run, read through its RunFolder.
 
@@ -508,7 +522,8 @@ def run_facts(run_dir: str | Path | RunFolder, comparison=None, study_dir: str |
              "scored": scored_split(examples, data, evaluation.get("n")),
              "max_length": max_length_fact(data, config, evaluation), "model_details": model_details(run, recorded),
              "hardware": hardware_text(train.get("hardware")), "study": study_of(run, study_dir),
-             "budget": run.budget().get("sentence"), "selection_peak": selection_peak(train, log, labels),
+             "budget": run.budget().get("sentence"), "batch_sweep": batch_sweep_fact(run.batch_sweep()),
+             "selection_peak": selection_peak(train, log, labels),
              "truncation": truncation(evaluation), "weakest_slices": weakest_slices(evaluation.get("slices") or {}),
              **metric_facts(evaluation, recorded, labels, dataset), **class_facts(evaluation["metrics"], labels, data)}
     model = {"name": facts["name"], "kind": FINE_TUNED, "is_model": True, "metrics": facts["m"],

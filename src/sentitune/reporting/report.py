@@ -15,11 +15,12 @@ from pathlib import Path
 import yaml
 
 from ..core.io import atomic_write_text
-from ..evaluation.plots import plot_class_shares, plot_comparison
+from ..evaluation.plots import plot_batch_sweep, plot_class_shares, plot_comparison
 from .facts import evaluation_plot, explained_errors, run_facts
 from .formats import colour_shade, data_uri, environment, highlighted
 
 CLASS_SHARES, COMPARISON_CHART = "class_shares.png", "comparison.png"  # figures drawn at report time
+BATCH_SWEEP_CHART = "batch_sweep.png"
 
 
 def lessons_learned(facts: dict) -> list[str]:
@@ -55,6 +56,9 @@ def report_figures(facts: dict) -> list[dict]:
     if facts["shares_differ"]:
         out.append({"title": "Class shares, train vs test", "path": plot_class_shares(facts["class_shares"],
                                                                                        plots_dir / CLASS_SHARES)})
+    if facts["batch_sweep"]:
+        out.append({"title": "Batch sizes measured (--batch-size auto)",
+                    "path": plot_batch_sweep(facts["batch_sweep"]["sweeps"], plots_dir / BATCH_SWEEP_CHART)})
     chart = facts["comparison_chart"]
     if chart is None and facts["comparison"]:
         chart = plot_comparison(facts["comparison_table"], plots_dir / COMPARISON_CHART)
