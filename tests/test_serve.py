@@ -238,7 +238,7 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(tiny_model):
 def test_the_page_never_parses_text_as_html():
     from importlib import resources
 
-    script = resources.files("sentitune").joinpath("static", "page.js").read_text(encoding="utf-8")
+    script = resources.files("sentitune.inference").joinpath("static", "page.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "setAttribute"):
         assert sink not in script
     assert "textContent" in script
