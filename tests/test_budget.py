@@ -60,6 +60,8 @@ def test_time_left_after_all_the_data_goes_to_more_epochs():
     rates = Rates(train=25.0, predict=70.0, overhead_s=10.0, cpu="c", precision="bf16", available=small)
     job = plan(load_config(preset="cpu-quick"), rates, 600, n_classes=3)
     assert job.cfg.data.train_per_class == 700 and 1.0 < job.cfg.epochs <= 10.0
+    assert f"1,200 training examples for {job.cfg.epochs:g} epochs" in job.sentence(3)
+    assert "every training row" in job.sentence(3)
     assert job.total_s <= 0.85 * 600
     longer = dataclasses.replace(job.cfg, epochs=job.cfg.epochs + 0.5)
     assert sum(seconds_for(longer, job.probe_per_class, rates, 3, ("majority", "tfidf", "vader", "base")).values()) \

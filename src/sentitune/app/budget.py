@@ -76,9 +76,12 @@ def measure(cfg: TrainConfig, steps: int = 8, prepared=None) -> Rates:
     if "eval" in sweeps:
         predict = sweeps["eval"].chosen_rate
     else:
-        ids = prepared.tokenized(probe)["test"]["input_ids"][: 2 * probe.eval_batch_size]
+        ids = prepared.tokenized(probe)["test"]["input_ids"][: 4 * probe.eval_batch_size]
+        pad = prepared.tokenizer.pad_token_id or 0
+        # the first batches of a shape pay for building its kernels: a warm-up pass, then the timed one
+        logits_for_ids(model, ids, pad, probe.eval_batch_size, prepared.runtime)
         begun = time.perf_counter()
-        logits_for_ids(model, ids, prepared.tokenizer.pad_token_id or 0, probe.eval_batch_size, prepared.runtime)
+        logits_for_ids(model, ids, pad, probe.eval_batch_size, prepared.runtime)
         predict = len(ids) / (time.perf_counter() - begun)
     return Rates(train=train, predict=predict,
                  overhead_s=overhead, cpu=prepared.runtime.cpu.summary(), precision=prepared.runtime.precision,
@@ -111,15 +114,15 @@ class Plan:
         return sum(self.seconds.values())
 
     def sentence(self, n_classes: int = 2) -> str:
-        d, rows = self.cfg.data, self.rates.rows
-        train = d.train_per_class * n_classes if d.train_per_class else d.train_examples or rows.get("train")
-        test = d.test_per_class * n_classes if d.test_per_class else rows.get("test")
+        d, rows, available = self.cfg.data, self.rates.rows, self.rates.available
+        train = rows_of(d.train_per_class, available.get("train"), n_classes, d.train_examples or rows.get("train"))
+        test = rows_of(d.test_per_class, available.get("test"), n_classes, rows.get("test"))
         train = f"{train:,} training examples" if train else "all training examples"
         test = f"{test:,} test examples" if test else "the whole test split"
-        budget = (f" (budget {self.budget_s / 60:.0f} min{self.resized})"
-                  if self.budget_s else "")
+        budget = f" (budget {self.budget_s / 60:.0f} min{self.resized})" if self.budget_s else ""
+        epochs = f" for {self.cfg.epochs:g} epochs" if self.cfg.epochs != 1 else ""
         return (f"about {math.ceil(self.total_s / 60)} minutes on this CPU ({self.rates.cpu}, {self.rates.precision}): "
-                f"{train}, {test}, probe {self.probe_per_class * n_classes:,}{budget}; training "
+                f"{train}{epochs}, {test}, probe {self.probe_per_class * n_classes:,}{budget}; training "
                 f"{self.rates.train:.1f} ex/s, prediction {self.rates.predict:.0f} ex/s, measured on a few batches.")
 
     @property
@@ -128,6 +131,9 @@ class Plan:
         if not self.shrunk:
             return ""
         asked, sized = self.asked_train_per_class, self.cfg.data.train_per_class
+        pool = self.rates.available.get("train")
+        if pool and sized and sized >= max(pool.values()):
+            return ", every training row"
         return ", grown to fill it" if asked and sized and sized > asked else ", sized down to fit"
 
     def to_dict(self) -> dict:
