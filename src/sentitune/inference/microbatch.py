@@ -22,6 +22,10 @@ MAX_BATCH_TEXTS = 64
 MAX_WAIT_MS = 5.0
 
 
+class Closed(RuntimeError):
+    """The batcher is closed (the app is shutting down): the request is not scored."""
+
+
 @dataclass
 class Job:
     texts: list[str]
@@ -49,13 +53,19 @@ class MicroBatcher:
         job = Job(list(texts), time.monotonic() + self.timeout)
         with self._changed:
             if self._closed:
-                raise RuntimeError("the batcher is closed")
+                raise Closed("the batcher is closed")
             if self._worker is None:  # started on first use: an app that never scores holds no thread
                 self._worker = threading.Thread(target=self._run, name="sentitune-microbatch", daemon=True)
                 self._worker.start()
             self._jobs.append(job)
             self._changed.notify()
         return job.future
+
+    def open(self) -> None:
+        """Accept requests again after `close` (an app whose lifespan starts again); the worker starts on first use."""
+        with self._changed:
+            if self._closed and (self._worker is None or not self._worker.is_alive()):
+                self._closed, self._worker = False, None
 
     def close(self) -> None:
         """Stop the worker after the requests already waiting."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import threading
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ..core.extras import require
-from .microbatch import MAX_BATCH_TEXTS, MAX_WAIT_MS, MicroBatcher
+from .microbatch import MAX_BATCH_TEXTS, MAX_WAIT_MS, Closed, MicroBatcher
 from .predict import SentimentModel, label_decision
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: about 1,000 reviews
@@ -73,6 +74,24 @@ class Explained(BaseModel):
     words: list[WordScore]
 
 
+class ErrorPlace(BaseModel):
+    loc: list[str | int] = Field(..., description="Where in the request: e.g. [\"body\", \"texts\", 0].")
+    msg: str
+
+
+class Problem(BaseModel):
+    detail: str | list[ErrorPlace] = Field(..., description="What was wrong (the input is not echoed back).")
+
+
+def _documented(*statuses: int) -> dict:
+    """OpenAPI `responses` for the limits every request of an operation may meet."""
+    what = {408: "The request body did not arrive in time.", 413: "The request body is over the size limit.",
+            422: "The request is invalid: not JSON, a wrong type, an empty or too long list, a text too long, or "
+                 "an unknown target.",
+            503: "Busy (too many requests in flight) or not answered in time; retry shortly."}
+    return {status: {"model": Problem, "description": what[status]} for status in statuses}
+
+
 def _clean(text: str) -> str:
     """The text with lone surrogates (invalid in UTF-8, legal in JSON escapes) replaced."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -92,68 +111,111 @@ async def read_body(request, limit: int) -> bytes:
     return body
 
 
+def _undecodable(body: bytes) -> bool:
+    """Whether `body` is not text in an encoding JSON allows (FastAPI would answer 400 instead of 422)."""
+    try:
+        body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 @functools.cache
 def asset(name: str) -> bytes:
     """One of the page's files, shipped in the package (static/)."""
     return resources.files("sentitune.inference").joinpath("static", name).read_bytes()
 
 
-def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX_BODY_BYTES,
-               max_in_flight: int | None = None, timeout: float = REQUEST_TIMEOUT_S, batching: bool = True,
-               max_batch_texts: int = MAX_BATCH_TEXTS, max_wait_ms: float = MAX_WAIT_MS):
-    """A FastAPI app with POST /predict, POST /explain, GET /health and the page at GET / around one loaded model.
+class Service:
+    """What the routes of one app share: the loaded model, the micro-batcher, the limits and the slots that count
+    the /predict and /explain requests admitted (waiting or being scored)."""
 
-    `max_in_flight`: /predict and /explain requests admitted at once, waiting or being scored (default
-    MAX_QUEUED with batching, MAX_IN_FLIGHT without); `app.state.slots` counts them. With `batching`, the
-    requests that arrive within `max_wait_ms` of each other are scored together, up to `max_batch_texts` texts."""
-    require("serve", what="sentitune serve")
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    def __init__(self, model_dir: str | Path, model: SentimentModel, batcher: MicroBatcher | None, max_body: int,
+                 max_in_flight: int, timeout: float):
+        self.model_dir, self.model, self.batcher = model_dir, model, batcher
+        self.max_body, self.timeout = max_body, timeout
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        # Captum hooks the embedding layer while it explains, so explanations run one at a time on a torch copy
+        # of their own (never on the network /predict is running), loaded on the first request.
+        self.explaining = threading.Lock()
 
-    model = SentimentModel.from_pretrained(model_dir, backend=backend)
-    # Looked up on every call, not bound now, so a patched SentimentModel.predict_proba is the one used.
-    batcher = MicroBatcher(lambda texts: model.predict_proba(texts), max_batch_texts, max_wait_ms, timeout) \
-        if batching else None
+    @functools.cached_property
+    def explainer(self) -> SentimentModel:
+        return SentimentModel.from_pretrained(self.model_dir, backend="torch", runtime=self.model.runtime)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        yield
-        if batcher is not None:
-            batcher.close()
+    def predictions(self, probs) -> list[Prediction]:
+        return [Prediction(**label_decision(row, self.model.labels.names)) for row in probs]
 
-    app = FastAPI(title="sentitune", description=f"Sentiment predictions from {model_dir}", lifespan=lifespan)
-    app.state.batcher = batcher
-    limit = max_in_flight or (MAX_QUEUED if batching else MAX_IN_FLIGHT)
-    slots = app.state.slots = threading.BoundedSemaphore(limit)
-    too_large = JSONResponse({"detail": f"request body over {max_body} bytes; send fewer or shorter texts"}, 413)
+    def health(self) -> dict:
+        model = self.model
+        return {"status": "ok", "model": str(self.model_dir), "backend": model.backend,
+                "labels": list(model.labels.names), "max_length": model.max_length, "truncation": model.truncation,
+                "batching": self.batcher is not None}
+
+
+def _answer(status: int, detail: str):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": detail}, status)
+
+
+def _busy():
+    return _answer(503, "busy: too many requests in flight; retry shortly")
+
+
+def _late(service: Service):
+    return _answer(503, f"not answered within {service.timeout:g} s; retry with fewer texts")
+
+
+def _text_error(texts: list[str]):
+    """422 naming the first text over MAX_TEXT_CHARS, or None."""
+    too_long = next((i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS), None)
+    return None if too_long is None else _answer(422, f"texts[{too_long}] is over {MAX_TEXT_CHARS} characters")
+
+
+def add_guard(app, service: Service) -> None:
+    """The middleware every request passes: the body limit (413), the time to receive a body (408) and the time
+    to answer (503)."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    too_large = f"request body over {service.max_body} bytes; send fewer or shorter texts"
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body):
-            return too_large
+        if size is not None and (not size.isdigit() or int(size) > service.max_body):
+            return _answer(413, too_large)
         try:
             if request.method == "POST":
-                request._body = await asyncio.wait_for(read_body(request, max_body), timeout)
+                request._body = await asyncio.wait_for(read_body(request, service.max_body), service.timeout)
         except BodyTooLarge:
-            return too_large
+            return _answer(413, too_large)
         except asyncio.TimeoutError:
-            return JSONResponse({"detail": f"request body not received within {timeout:g} s"}, 408)
+            return _answer(408, f"request body not received within {service.timeout:g} s")
+        if request.method == "POST" and _undecodable(request._body):
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": "not UTF-8, UTF-16 or UTF-32 text"}]}, 422)
         try:
-            return await asyncio.wait_for(call_next(request), timeout)
+            return await asyncio.wait_for(call_next(request), service.timeout)
         except asyncio.TimeoutError:  # the scoring thread finishes and frees its slot; the client is told now
-            return JSONResponse({"detail": f"not answered within {timeout:g} s; retry with fewer texts"}, 503)
+            return _late(service)
+
+
+def add_validation_errors(app) -> None:
+    """422 with where and what for at most five errors; the input is not echoed back."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.exception_handler(RequestValidationError)
     async def short_validation_error(request: Request, exc: RequestValidationError):
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in exc.errors()[:5]]
-        return JSONResponse({"detail": errors}, 422)  # the input is not echoed back
+        return JSONResponse({"detail": errors}, 422)
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "model": str(model_dir), "backend": model.backend, "labels": list(model.labels.names),
-                "max_length": model.max_length, "truncation": model.truncation, "batching": batching}
+
+def add_page(app) -> None:
+    """GET / and its files (static/), outside the API schema."""
+    from fastapi.responses import Response
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -166,80 +228,120 @@ def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX
     @app.get("/static/{name}", include_in_schema=False)
     def static_file(name: str) -> Response:
         if name not in ASSETS:
-            return JSONResponse({"detail": "not found"}, 404)
+            return _answer(404, "not found")
         return Response(asset(name), media_type=ASSETS[name], headers=PAGE_HEADERS)
 
-    def text_error(texts: list[str]) -> JSONResponse | None:
-        too_long = next((i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS), None)
-        if too_long is not None:
-            return JSONResponse({"detail": f"texts[{too_long}] is over {MAX_TEXT_CHARS} characters"}, 422)
-        return None
 
-    def predictions(probs) -> list[Prediction]:
-        return [Prediction(**label_decision(row, model.labels.names)) for row in probs]
+def add_health(app, service: Service) -> None:
+    @app.get("/health", responses=_documented(413, 503))
+    def health() -> dict:
+        return service.health()
 
-    def busy() -> JSONResponse:
-        return JSONResponse({"detail": "busy: too many requests in flight; retry shortly"}, 503)
 
+def add_predict(app, service: Service) -> None:
+    """POST /predict: micro-batched with a batcher, else scored in the request's own thread."""
+    slots, batcher = service.slots, service.batcher
     if batcher is not None:
-        @app.post("/predict", response_model=list[Prediction])
+        @app.post("/predict", response_model=list[Prediction], responses=_documented(408, 413, 422, 503))
         async def predict_batched(request: PredictRequest):
-            if (error := text_error(request.texts)) is not None:
+            if (error := _text_error(request.texts)) is not None:
                 return error
             if not slots.acquire(blocking=False):
-                return busy()
+                return _busy()
             try:
                 future = batcher.submit([_clean(t) for t in request.texts])
+            except Closed:
+                slots.release()
+                return _answer(503, "shutting down; retry shortly")
             except BaseException:
                 slots.release()
                 raise
             future.add_done_callback(lambda _: slots.release())  # when scored, failed, or dropped unscored
             try:
-                return predictions(await asyncio.wrap_future(future))
+                return service.predictions(await asyncio.wrap_future(future))
             except TimeoutError:
-                return JSONResponse({"detail": f"not answered within {timeout:g} s; retry with fewer texts"}, 503)
+                return _late(service)
     else:
-        @app.post("/predict", response_model=list[Prediction])
+        @app.post("/predict", response_model=list[Prediction], responses=_documented(408, 413, 422, 503))
         def predict(request: PredictRequest):
-            if (error := text_error(request.texts)) is not None:
+            if (error := _text_error(request.texts)) is not None:
                 return error
             if not slots.acquire(blocking=False):
-                return busy()
+                return _busy()
             try:
-                probs = model.predict_proba([_clean(t) for t in request.texts])
+                probs = service.model.predict_proba([_clean(t) for t in request.texts])
             finally:
                 slots.release()
-            return predictions(probs)
+            return service.predictions(probs)
 
-    # Captum hooks the embedding layer while it explains, so explanations run one at a time on a torch copy of
-    # their own (never on the network /predict is running), loaded on the first request.
-    explaining = threading.Lock()
 
-    @functools.cache
-    def explainer() -> SentimentModel:
-        return SentimentModel.from_pretrained(model_dir, backend="torch", runtime=model.runtime)
+def add_explain(app, service: Service) -> None:
+    """POST /explain: one explanation at a time, counted in the same slots as /predict."""
+    from pydantic import create_model
 
-    @app.post("/explain", response_model=Explained)
+    names = service.model.labels.names
+    # the schema lists the model's labels; the check below answers an unknown one with the labels to use
+    target = Field(None, description="The class to explain (default: the predicted one).",
+                   json_schema_extra={"enum": [*names, None]})
+    request_model = create_model("ExplainRequest", __base__=ExplainRequest, target=(str | None, target))
+
     def explain_text(request: ExplainRequest):
         from .explain import explain
 
         if len(request.text) > MAX_TEXT_CHARS:
-            return JSONResponse({"detail": f"text is over {MAX_TEXT_CHARS} characters"}, 422)
-        if request.target is not None and request.target not in model.labels.names:
-            names = ", ".join(model.labels.names)
-            return JSONResponse({"detail": f"target is not a label of this model; use one of {names}"}, 422)
-        if not slots.acquire(blocking=False):
-            return busy()
+            return _answer(422, f"text is over {MAX_TEXT_CHARS} characters")
+        if request.target is not None and request.target not in names:
+            return _answer(422, f"target is not a label of this model; use one of {', '.join(names)}")
+        if not service.slots.acquire(blocking=False):
+            return _busy()
         try:
-            if not explaining.acquire(blocking=False):
-                return JSONResponse({"detail": "busy: an explanation is running; retry shortly"}, 503)
+            if not service.explaining.acquire(blocking=False):
+                return _answer(503, "busy: an explanation is running; retry shortly")
             try:
-                return explain(explainer(), _clean(request.text), request.target).to_dict()
+                return explain(service.explainer, _clean(request.text), request.target).to_dict()
             finally:
-                explaining.release()
+                service.explaining.release()
         finally:
-            slots.release()
+            service.slots.release()
 
+    explain_text.__annotations__["request"] = request_model  # this app's model, not the annotation's name
+    app.post("/explain", response_model=Explained, responses=_documented(408, 413, 422, 503))(explain_text)
+
+
+def create_app(model_dir: str | Path, backend: str = "auto", max_body: int = MAX_BODY_BYTES,
+               max_in_flight: int | None = None, timeout: float = REQUEST_TIMEOUT_S, batching: bool = True,
+               max_batch_texts: int = MAX_BATCH_TEXTS, max_wait_ms: float = MAX_WAIT_MS):
+    """A FastAPI app with POST /predict, POST /explain, GET /health and the page at GET / around one loaded model.
+
+    `max_in_flight`: /predict and /explain requests admitted at once, waiting or being scored (default
+    MAX_QUEUED with batching, MAX_IN_FLIGHT without); `app.state.slots` counts them. With `batching`, the
+    requests that arrive within `max_wait_ms` of each other are scored together, up to `max_batch_texts` texts."""
+    require("serve", what="sentitune serve")
+    from fastapi import FastAPI
+
+    model = SentimentModel.from_pretrained(model_dir, backend=backend)
+    # Looked up on every call, not bound now, so a patched SentimentModel.predict_proba is the one used.
+    batcher = MicroBatcher(lambda texts: model.predict_proba(texts), max_batch_texts, max_wait_ms, timeout) \
+        if batching else None
+    service = Service(model_dir, model, batcher, max_body,
+                      max_in_flight or (MAX_QUEUED if batching else MAX_IN_FLIGHT), timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if batcher is not None:
+            batcher.open()  # a lifespan may start again after it ended (test clients, servers that restart it)
+        yield
+        if batcher is not None:
+            batcher.close()
+
+    app = FastAPI(title="sentitune", description=f"Sentiment predictions from {model_dir}", lifespan=lifespan)
+    app.state.batcher, app.state.slots = batcher, service.slots
+    add_guard(app, service)
+    add_validation_errors(app)
+    add_health(app, service)
+    add_page(app)
+    add_predict(app, service)
+    add_explain(app, service)
     return app
 
 
