@@ -12,6 +12,7 @@ import torch
 
 MEMORY_SHARE = 0.8  # default limit: this share of the machine's memory (CPU) or of the GPU's
 EVAL_SIZES = (8, 16, 32, 64, 128, 256)
+EVAL_TEXTS = 256  # texts timed per candidate size, at the least
 
 
 def memory_limit_mb(limit_gb: float | None, device: torch.device) -> float:
@@ -67,7 +68,10 @@ def fastest_eval_batch(model, texts: list, pad: int, runtime, limit: float) -> t
 
     device, started, rows = runtime.device, time.perf_counter(), []
     for size in EVAL_SIZES:
-        ids = (texts * (2 * size // max(len(texts), 1) + 1))[: 2 * size]  # two batches of the run's own texts
+        # at least EVAL_TEXTS of the run's own texts (two batches of the larger sizes): two batches of 16 alone read
+        # +-10% from one sweep to the next (AMX Xeon), enough to pick 16 over 32 and back
+        count = max(2 * size, EVAL_TEXTS)
+        ids = (texts * (count // max(len(texts), 1) + 1))[:count]
         row = {"batch_size": size, "examples_per_s": None, "fits": True, "reason": None, "memory_mb": None}
         rows.append(row)
 
