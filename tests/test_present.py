@@ -1,7 +1,7 @@
 """Tests of reporting.present: the slide deck of fake runs of two, three and five classes and of every run folder in
-docs/runs (some lack pieces): nine slides with speaker notes, self-contained, the results slide's numbers those of
-the comparison table, lessons computed from the run, nothing from the data turned into markup, and (with Chromium)
-every slide fitting its page, the keys moving between slides and printing one slide per page."""
+docs/runs (some lack pieces): ten slides with speaker notes that make the talk, self-contained, the results slide's
+numbers those of the comparison table, lessons computed from the run, nothing from the data turned into markup, and
+(with Chromium) every slide fitting its page, the keys moving between slides and printing one slide per page."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sentitune.run.folder import RunFolder, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_RUNS = sorted(p.name for p in (ROOT / "docs" / "runs").iterdir() if (p / "metrics.json").is_file())
-KEYS = ["title", "data", "baselines", "training", "results", "classes", "errors", "speed", "lessons"]
+KEYS = ["title", "data", "baselines", "training", "results", "classes", "errors", "speed", "lessons", "reuse"]
 HOSTILE = ("<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "a|b")
 HOSTILE_RUN = "<script>alert(3)<img src=x onerror=alert(4)>"
 SECTION = re.compile(r'<section class="slide [^"]*" id="slide-(\d+)" data-key="([^"]+)">(.*?)</section>', re.S)
@@ -65,7 +65,7 @@ def decks(tmp_path_factory) -> dict[str, tuple[Path, str]]:
 # ---------------------------------------------------------------- structure
 
 
-def test_nine_slides_each_with_speaker_notes(decks):
+def test_ten_slides_each_with_speaker_notes(decks):
     for run, text in decks.values():
         assert (run / "presentation.html").is_file()
         slides = slides_of(text)
@@ -87,6 +87,26 @@ def test_deck_is_self_contained_and_prints_a_slide_per_page(decks):
         assert "@media print" in text and "break-after: page" in text
         for key in ("ArrowRight", "PageDown", "PageUp", '" "', '"s"'):
             assert key in text
+
+
+def test_notes_walk_through_the_run_with_its_numbers(decks):
+    """The notes are the talk: the training curves, the results with intervals and the paired test, the classes,
+    and how to reuse the model, each with the run's own numbers."""
+    run, text = decks["tweets"]
+    folder, slides = RunFolder(run), slides_of(text)
+    log = [r for r in folder.log() if r.get("eval_f1_macro") is not None]
+    best = max(log, key=lambda r: r["eval_f1_macro"])
+    assert f"peaks at {best['eval_f1_macro']:.3f} at step {best['step']}" in notes_of(slides["training"])
+    model = folder.comparison()["rows"][0]
+    low, high = model["recall_macro_ci95"]  # TweetEval's official metric
+    results = notes_of(slides["results"])
+    assert f"macro recall is {model['recall_macro']:.3f}, 95% interval {low:.3f} to {high:.3f}" in results
+    assert "McNemar's test looks only at the" in results and "tfidf-logreg" in results
+    per_class = folder.evaluation()["metrics"]["per_class"][0]
+    assert f"{per_class['label']}: precision {per_class['precision']:.3f}" in notes_of(slides["classes"])
+    reuse = shown_text(slides["reuse"])
+    assert 'sentitune predict tweets "a text"' in reuse and "tweets/model" in reuse
+    assert "model's weights" in notes_of(slides["reuse"])  # a fake run keeps no weights: said
 
 
 def test_title_slide_names_task_data_model_machine(decks):
