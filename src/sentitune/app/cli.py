@@ -520,14 +520,29 @@ def report_command(ctx: typer.Context, run: Path = typer.Argument(..., help="A r
 def present_command(ctx: typer.Context, run: Path = typer.Argument(..., help="A run folder."),
                     output: Optional[Path] = typer.Option(None, help="File for the deck "
                                                                      "(default: RUN/presentation.html)."),
-                    out: Optional[Path] = _old("--out")):
+                    out: Optional[Path] = _old("--out"),
+                    video: bool = typer.Option(False, "--video", help="Render the deck as a narrated video too: "
+                                               "DECK.mp4 (1920x1080, H.264 and AAC, a chapter per slide) and DECK.vtt "
+                                               "captions beside the deck; needs chromium, ffmpeg and espeak-ng."),
+                    max_minutes: Optional[float] = typer.Option(None, min=0.1, help="With --video: a talk of at most "
+                                                                "this many minutes (each slide keeps its first, most "
+                                                                "important sentences).")):
     """A self-contained HTML slide deck for a 15-minute walkthrough of the run: arrow keys or space to move, `s` for
-    speaker notes, print for one slide per page."""
+    speaker notes, print for one slide per page. --video also renders it as a narrated video."""
     from ..reporting.present import write_presentation
 
     output = _renamed(ctx, output, "output", "--output", out, "--out")
+    if max_minutes is not None and not video:
+        raise SentituneError("--max-minutes: only with --video.")
     _evaluated(run)
-    console.print(f"wrote {write_presentation(run, output)}")
+    deck = write_presentation(run, output)
+    console.print(f"wrote {deck}")
+    if video:
+        from ..reporting.video import write_video
+
+        made = write_video(run, deck, max_minutes=max_minutes)
+        console.print(f"wrote {made.path} ({made.seconds / 60:.1f} min, {made.sentences} of {made.available} "
+                      f"sentences, rendered in {made.render_s / 60:.1f} min) and {made.captions}")
 
 
 @app.command("baseline")

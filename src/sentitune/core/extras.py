@@ -1,9 +1,9 @@
 """Optional features and the one line that says how to install a missing one.
 
 The core install (`pip install sentitune`) runs the main job, train, evaluate, predict and report. Serving,
-ONNX export, tuning, Ray batch scoring, OpenVINO and TensorBoard events need an extra each, declared in
-pyproject.toml's [project.optional-dependencies]. Code that imports one of those packages calls `require` first, so
-that a missing extra is one line, e.g.
+ONNX export, tuning, Ray batch scoring, OpenVINO, TensorBoard events and `present --video` need an extra each,
+declared in pyproject.toml's [project.optional-dependencies]. Code that imports one of those packages calls `require`
+first, so that a missing extra is one line, e.g.
 `sentitune serve: needs fastapi and uvicorn; pip install 'sentitune[serve]'.`, not a traceback.
 """
 
@@ -21,6 +21,7 @@ EXTRAS = {
     "ray": ("ray",),
     "openvino": ("openvino",),
     "tensorboard": ("tensorboard",),
+    "video": ("playwright",),
 }
 
 
