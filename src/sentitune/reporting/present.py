@@ -708,8 +708,9 @@ def lessons_slide(facts: dict) -> Slide:
         said = [] if lesson.key in SAID_BEFORE else [lesson.finding]
         notes += [" ".join([*said, *([f"Next: {lesson.next}"] if lesson.next else [])])] if said or lesson.next else []
         notes += [LESSON_SAID[lesson.key]] if lesson.key in LESSON_SAID else []
-    notes += [" ".join(["Also:", lesson.finding, *([lesson.next] if lesson.next else [])])
-              for lesson in found[LESSONS_SHOWN:] if lesson.key not in SAID_BEFORE]
+    for lesson in found[LESSONS_SHOWN:]:  # beyond the slide: each once, with its next step
+        said = [] if lesson.key in SAID_BEFORE else [lesson.finding]
+        notes += [" ".join(["Also:", *said, *([lesson.next] if lesson.next else [])])] if said or lesson.next else []
     missing = [] if found else ["lessons (the run records too little to derive any)"]
     return Slide("lessons", "Lessons learned and what to try next", 1, {"lessons": found[:LESSONS_SHOWN]}, notes,
                  missing)
