@@ -66,6 +66,11 @@ def read_yaml(path: str | Path, flag: str):
     if not path.is_file():
         raise SentituneError(f"{flag} {path}: file not found.")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise SentituneError(f"{flag} {path}: invalid UTF-8 at byte offset {exc.start}; re-encode the file as "
+                             "UTF-8.") from None
     except yaml.YAMLError as exc:
-        raise SentituneError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]}).") from None
+        raise SentituneError(f"{flag} {path}: not valid YAML ({(str(exc).splitlines() or ['?'])[0]}).") from None
+    except RecursionError:
+        raise SentituneError(f"{flag} {path}: nested too deeply to read; flatten the file.") from None

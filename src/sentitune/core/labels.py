@@ -27,7 +27,7 @@ SCALES: tuple[tuple[set[str], ...], ...] = (
      {"very positive", "very_positive", "very pos", "strongly positive"}),
     ({"negative", "neg"}, {"neutral", "neu", "mixed"}, {"positive", "pos"}),
 )
-_STARS = re.compile(r"^\s*(\d+)\s*stars?\s*$", re.IGNORECASE)
+_STARS = re.compile(r"^\s*([0-9]+)\s*stars?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,11 @@ class LabelScheme:
 
 
 def _key(value) -> str:
+    """What a label is matched by: its text, stripped and lower-cased; a whole number in one spelling (1, 1.0, 01,
+    -0 and 0 are each the same class)."""
     text = str(value).strip().lower()
-    return text[:-2] if re.fullmatch(r"-?\d+\.0", text) else text
+    number = re.fullmatch(r"(-?[0-9]+)(\.0)?", text)
+    return str(int(number.group(1))) if number else text
 
 
 def _known_order(keys: list[str]) -> list[str] | None:
@@ -132,14 +135,14 @@ def infer_scheme(labels: pd.Series, order: str | None = None, ordinal: bool | No
         raw = tuple(v.strip() for v in str(order).split(",") if v.strip())
         if len(raw) < 2 or len({_key(r) for r in raw}) != len(raw):
             raise SentituneError(f"{flag} {order}: give two or more distinct classes, comma-separated, lowest first.")
-        display = tuple(names.get(int(r), r) if names and re.fullmatch(r"-?\d+", r) else r for r in raw)
+        display = tuple(names.get(int(r), r) if names and re.fullmatch(r"-?[0-9]+", r) else r for r in raw)
         named_scale = _known_order([_key(d) for d in display]) is not None and len(display) >= 3
         scheme = LabelScheme(display, named_scale if ordinal is None else bool(ordinal), raw)
         scheme.encode(labels, where, "label")
         return scheme
     keys = sorted({_key(v) for v in labels})
-    numeric = all(re.fullmatch(r"-?\d+", k) for k in keys)
-    words = [k for k in keys if not re.fullmatch(r"-?\d+", k)]
+    numeric = all(re.fullmatch(r"-?[0-9]+", k) for k in keys)
+    words = [k for k in keys if not re.fullmatch(r"-?[0-9]+", k)]
     if not numeric and len(words) < len(keys) and not set(keys) <= NEGATIVE_WORDS | POSITIVE_WORDS:
         raise SentituneError(f"{where}: labels mix numbers and names ({keys[:6]}); use one kind, or list the classes "
                              "with --labels.")
@@ -151,7 +154,9 @@ def infer_scheme(labels: pd.Series, order: str | None = None, ordinal: bool | No
         display, raw = BINARY, ("0", "1")
     else:
         known = _known_order(keys)
-        originals = {_key(v): str(v).strip() for v in labels.drop_duplicates()}
+        # the first spelling of each class (not labels.drop_duplicates(): it takes 0 and False for one value)
+        spelled = pd.DataFrame({"key": labels.map(_key), "text": labels.map(lambda v: str(v).strip())})
+        originals = dict(spelled.drop_duplicates("key").itertuples(index=False))
         raw = tuple(known or keys)
         display = tuple(originals[k] for k in raw)
     if len(raw) < 2:

@@ -45,7 +45,13 @@ def _checked(df: pd.DataFrame, cfg: DataConfig, where: str, unlabelled: bool) ->
     if missing:
         raise SentituneError(f"{where}: missing column(s) {missing}; columns found: {list(df.columns)}; "
                              "pass --text-column/--label-column.")
-    df = df.rename(columns={cfg.text_column: "text", cfg.label_column: "label"})
+    if cfg.text_column == cfg.label_column:
+        raise SentituneError(f"{where}: --text-column and --label-column both name '{cfg.text_column}'; "
+                             "pass the column that holds the text and the one that holds the label.")
+    renames = {cfg.text_column: "text", cfg.label_column: "label"}
+    made = {new for old, new in renames.items() if old in df.columns}
+    # a column already called text or label that is not the one chosen is dropped, not doubled by the rename
+    df = df.drop(columns=[c for c in df.columns if c in made and c not in renames]).rename(columns=renames)
     df = df[[c for c in ("text", "label", *EXTRA_COLUMNS) if c in df.columns]].copy()
     text = df["text"]
     is_text = text.map(lambda t: isinstance(t, str)).astype(bool)  # an empty column maps to str dtype
@@ -59,10 +65,24 @@ def _checked(df: pd.DataFrame, cfg: DataConfig, where: str, unlabelled: bool) ->
                              f"of column '{cfg.text_column}'; remove or fill empty rows.")
     if unlabelled:
         df["label"] = -1
-    elif df["label"].isna().any():
-        raise SentituneError(f"{where}: missing label at row {int(np.flatnonzero(df['label'].isna())[0])} of column "
+        return df.reset_index(drop=True)
+    missing = df["label"].map(_missing).astype(bool)
+    if missing.any():
+        raise SentituneError(f"{where}: missing label at row {int(np.flatnonzero(missing)[0])} of column "
                              f"'{cfg.label_column}'; fill or drop it.")
+    nested = df["label"].map(lambda v: isinstance(v, (list, dict, np.ndarray))).astype(bool)
+    if nested.any():
+        kind = type(df["label"][nested].iloc[0]).__name__
+        raise SentituneError(f"{where}: the label at row {int(np.flatnonzero(nested)[0])} of column "
+                             f"'{cfg.label_column}' is a {kind}, not a class; give one class per row.")
     return df.reset_index(drop=True)
+
+
+def _missing(label) -> bool:
+    """A label that is absent: NaN/None or blank text (a CSV's empty field is NaN already)."""
+    if isinstance(label, str):
+        return not label.strip()
+    return not isinstance(label, (list, dict, np.ndarray)) and bool(pd.isna(label))
 
 
 def _read_folder(path: Path) -> dict[str, pd.DataFrame]:
@@ -80,11 +100,28 @@ def _read_folder(path: Path) -> dict[str, pd.DataFrame]:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     try:
-        return pd.read_parquet(path)
+        table = pq.ParquetFile(path).read()
+        return table.rename_columns(_unique(table.column_names)).to_pandas()
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise SentituneError(f"{path}: not a readable parquet file ({type(exc).__name__}); "
                              "check the file or convert it to CSV/JSONL.") from None
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names with repeats numbered as pandas' CSV reader numbers them (text, text.1, ...)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        new, i = name, 0
+        while new in seen:
+            i += 1
+            new = f"{name}.{i}"
+        seen.add(new)
+        out.append(new)
+    return out
 
 
 def decode_utf8(raw: bytes, where: str) -> str:
@@ -172,16 +209,26 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
     if suffix == ".parquet":
         df = _read_parquet(path)
     else:
-        text = decode_utf8(path.read_bytes(), str(path))
+        text = decode_utf8(path.read_bytes(), str(path)).removeprefix("\ufeff")
         try:
             if suffix in {".csv", ".tsv"}:
-                df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",")
+                df = _read_delimited(text, "\t" if suffix == ".tsv" else ",", cfg.text_column)
             else:
                 df = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
         except ValueError as exc:
             raise SentituneError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(exc).splitlines()[0]}); "
                                  "fix the file.") from None
     return df
+
+
+def _read_delimited(text: str, sep: str, text_column: str) -> pd.DataFrame:
+    """A CSV/TSV table in which only an empty text is missing (a review may read "NA" or "null"); the other columns
+    take pandas' usual missing values."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    header = pd.read_csv(io.StringIO(text), sep=sep, nrows=0).columns
+    missing = {name: [""] if name == text_column else sorted(STR_NA_VALUES) for name in header}
+    return pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=missing)
 
 
 def _read_hub(dataset_id: str, cfg: DataConfig) -> dict[str, pd.DataFrame]:

@@ -45,16 +45,34 @@ def stratified_sample(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFram
         return df
     if n < 1:
         raise SentituneError(f"--train-examples {n}: must be at least 1.")
-    keep, _ = train_test_split(np.arange(len(df)), train_size=n, stratify=df["label"], random_state=seed)
+    try:
+        keep, _ = train_test_split(np.arange(len(df)), train_size=n, stratify=df["label"], random_state=seed)
+    except ValueError as exc:  # fewer examples than classes, or a class of one
+        raise SentituneError(f"--train-examples {n}: cannot keep every class's share of {len(df)} examples "
+                             f"({_first_line(exc)}); raise it or leave it out.") from None
     return df.iloc[np.sort(keep)].reset_index(drop=True)
 
 
-def holdout_mask(df: pd.DataFrame, size: float, seed: int, what: str = "validation_size") -> np.ndarray:
+def holdout_mask(df: pd.DataFrame, size: float, seed: int, what: str = "validation_size",
+                 where: str = "--data") -> np.ndarray:
     """Rows to hold out: grouped by movie when known (no movie on both sides), stratified by class, seeded."""
-    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-
     if not 0 < size < 1:
         raise SentituneError(f"{what}={size}: must be a share between 0 and 1, e.g. 0.1.")
+    try:
+        return _holdout_mask(df, size, seed)
+    except ValueError as exc:  # a class of one, or fewer rows on a side than classes
+        raise SentituneError(f"{where}: cannot hold out {what} {size:g} of {len(df)} rows with every class on both "
+                             f"sides ({_first_line(exc)}); add examples of the small classes or change "
+                             f"--{what.replace('_', '-')}.") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def _holdout_mask(df: pd.DataFrame, size: float, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
     mask, held = np.zeros(len(df), dtype=bool), None
     groups = df["movie"].nunique() if "movie" in df.columns and df["movie"].notna().all() else 0
     classes = df["label"].nunique()
@@ -124,7 +142,7 @@ def prepare_frames(cfg: DataConfig,
     check_classes(train, "train", cfg.data, scheme, minimum=2)
     report: dict = {"source": cfg.data, "labels": scheme.to_dict(), "raw_rows": {k: len(v) for k, v in frames.items()}}
     if "test" not in frames:
-        held = holdout_mask(train, cfg.test_size, cfg.seed, "test_size")
+        held = holdout_mask(train, cfg.test_size, cfg.seed, "test_size", cfg.data)
         frames["test"], train = train[held], train[~held]
         report["test_carved_from_train"] = cfg.test_size
     test = frames["test"]
@@ -142,7 +160,7 @@ def prepare_frames(cfg: DataConfig,
         validation = frames["validation"]
         report["validation_from_source"] = True
     else:
-        held = holdout_mask(train, cfg.validation_size, cfg.seed)
+        held = holdout_mask(train, cfg.validation_size, cfg.seed, where=cfg.data)
         train, validation = train[~held].reset_index(drop=True), train[held]
         if "movie" in train.columns:
             report["validation_grouped_by"] = "movie"

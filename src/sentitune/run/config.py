@@ -165,7 +165,7 @@ def load_distill_config(values: dict | None = None, where: str = "distill") -> D
     values = _without_none(values or {})
     known = {f.name for f in dataclasses.fields(DistillConfig)}
     if set(values) - known:
-        raise SentituneError(f"{where}: unknown field(s) {sorted(set(values) - known)}; "
+        raise SentituneError(f"{where}: unknown field(s) {sorted(map(str, set(values) - known))}; "
                              "see `sentitune distill --help`.")
     cfg = DistillConfig(**_typed(DistillConfig, values, where))
     for name, bounds in DISTILL_RANGES.items():
@@ -220,7 +220,8 @@ PRESETS: dict[str, dict] = {
 def _merge(base: dict, overrides: dict) -> dict:
     merged = dict(base)
     for key, value in overrides.items():
-        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+        below = merged.get(key)
+        merged[key] = _merge(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
     return merged
 
 
@@ -260,6 +261,8 @@ def _coerce(value, hint: str, name: str, where: str):
                 return str(value).lower() in {"true", "yes", "1"}
             raise ValueError
         if base == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value  # however large: the range check names it
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise ValueError
             return int(float(value))
@@ -270,7 +273,7 @@ def _coerce(value, hint: str, name: str, where: str):
         if isinstance(value, (list, dict)):
             raise ValueError
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: .inf or 1e400 as an int, 10**400 as a float
         raise SentituneError(f"{where}: {name} = {value!r} is not a{'n' if base == 'int' else ''} {base}.") from None
 
 
@@ -330,9 +333,23 @@ def _checked_fields(cfg, ranges: dict, choices: dict, where: str):
     if cfg.max_steps == 0 or cfg.max_steps < -1:
         raise SentituneError(f"{where}: max-steps = {cfg.max_steps}; "
                              "use a positive number of steps, or -1 for --epochs.")
+    for name, value in (("seed", cfg.seed), ("data.seed", cfg.data.seed)):
+        _check_range(name.replace("_", "-"), value, SEED_RANGE, where)
+    for name, value in [*_texts(cfg), *_texts(cfg.data, "data.")]:
+        if "\x00" in value:
+            raise SentituneError(f"{where}: {name} = {value!r} holds a NUL character; remove it.")
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name.startswith("."):
         raise SentituneError(f"{where}: name = {cfg.name!r}; use a plain folder name (no '/', no leading '.').")
     return cfg
+
+
+SEED_RANGE = (0, (1 << 32) - 1, True, True)  # numpy's and scikit-learn's seeds
+
+
+def _texts(cfg, prefix: str = "") -> list[tuple[str, str]]:
+    """(field name, value) of `cfg`'s text fields that are set."""
+    return [(prefix + f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+            if isinstance(getattr(cfg, f.name), str)]
 
 
 def _build(values: dict, where: str, lenient: bool = False, cls: type = None):
@@ -344,7 +361,7 @@ def _build(values: dict, where: str, lenient: bool = False, cls: type = None):
     data_values = values.get("data") or {}
     if not isinstance(data_values, dict):
         raise SentituneError(f"{where}: data must be a mapping of data fields (data: {{data: ..., text_column: ...}}).")
-    unknown = sorted(set(values) - known) + sorted(f"data.{k}" for k in set(data_values) - data_known)
+    unknown = sorted(map(str, set(values) - known)) + sorted(f"data.{k}" for k in set(data_values) - data_known)
     if unknown and not lenient:
         command = "adapt" if cls is AdaptConfig else "train"
         raise SentituneError(f"{where}: unknown field(s) {unknown}; see `sentitune {command} --help` for the fields.")
