@@ -1,5 +1,6 @@
 """Test helper: `python killer.py POINT ARGS...` runs the sentitune CLI with ARGS and SIGKILLs itself (a real
-`kill -9`) at POINT:
+`kill -9`) at POINT; with KILLER_SIGNAL=TERM it sends itself SIGTERM there instead (what a spot instance or Slurm
+sends before SIGKILL), goes on, and writes the time it did to the file $KILLER_STAMP when set:
 
     prepare     while tokenizing (data preparation)
     step:N      in the middle of step N+1: after its backward pass, before its optimizer step
@@ -8,6 +9,8 @@
     end         after training has ended, before anything of the final save
     final       during the final save: predictions and metrics written, the model not yet
     swap        while the finished run is renamed into place: an older run moved aside, the new one not yet in
+    test        during the test pass: validation predicted, the test split not yet
+    chunk:N     batch scoring (predict --input): while chunk N+1 is scored, N chunks written
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
+SIGNAL = getattr(signal, f"SIG{os.environ.get('KILLER_SIGNAL', 'KILL')}")
+
 
 def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("KILLER_STAMP"):
+        Path(os.environ["KILLER_STAMP"]).write_text(repr(time.time()))
+    os.kill(os.getpid(), SIGNAL)
 
 
 class KillAt(TrainerCallback):
@@ -44,6 +52,7 @@ class KillAt(TrainerCallback):
 def arm(point: str) -> None:
     """Install the kill for POINT by wrapping the function that runs there."""
     import sentitune.data.tokenize as tokenize
+    import sentitune.inference.batch as batch
     import sentitune.run.folder as run
     import sentitune.training.train as train_module
 
@@ -68,6 +77,28 @@ def arm(point: str) -> None:
             die()
 
         run.replace_dir = half_swap
+    elif event == "test":
+        predict = train_module.logits_for_ids
+
+        def die_before_test(model, ids, *args, **kwargs):
+            if die_before_test.calls == 1:  # validation predicted
+                die()
+            die_before_test.calls += 1
+            return predict(model, ids, *args, **kwargs)
+
+        die_before_test.calls = 0
+        train_module.logits_for_ids = die_before_test
+    elif event == "chunk":
+        score = batch.Scorer.__call__
+
+        def die_while_scoring(self, table, job):
+            if die_while_scoring.calls == int(step):
+                die()
+            die_while_scoring.calls += 1
+            return score(self, table, job)
+
+        die_while_scoring.calls = 0
+        batch.Scorer.__call__ = die_while_scoring
     if event in {"step", "saved", "end"}:
         plain = train_module.train
         callback = KillAt(event, int(step or 0))

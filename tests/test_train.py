@@ -98,6 +98,7 @@ def straight_run(tiny_model, tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
     args = ("train", "--model", str(tiny_model), "--data", str(tiny_run[2]), *CRASH_ARGS, "--output-dir", str(out))
     assert in_process(*args, "--name", "straight").returncode == 0
+    assert load_config(out / "straight" / "config.yaml").group_by_length  # epoch 2's order is length-grouped
     return out / "straight", args
 
 
@@ -107,6 +108,7 @@ def straight_run(tiny_model, tiny_run, tmp_path_factory):
     ("step:9", "checkpoint-8"),  # mid-step in epoch 2: the length-grouped order of epoch 2 is restored
     ("save:8", "checkpoint-4"),  # checkpoint 8 half-written: skipped
     ("end", "checkpoint-12"),    # training ended, nothing of the final save written: no step 13
+    ("test", None),          # during the test pass (validation predicted): predictions redone, training is not
     ("final", None),         # during the final save: the save is redone, training is not
     ("swap", None),          # replacing an older run with --overwrite: the old one moved aside, the new not yet in
 ])

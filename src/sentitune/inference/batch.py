@@ -10,6 +10,7 @@ CSV/TSV columns are kept verbatim, as text; missing or blank texts get an empty 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.errors import SentituneError
-from ..core.io import atomic_dir, atomic_write_text
+from ..core.io import atomic_dir, atomic_write_text, exclusive_lock
+from ..core.preemption import RESUME, Preemption, preemptible
 
 DEFAULT_CHUNK_SIZE = 10_000
 STDIO = "-"
@@ -53,15 +55,33 @@ class Job:
         return self.output.with_name(f".{self.output.name}.parts")
 
 
+@preemptible(lambda model_dir, input, output, *args, **kwargs: f"--output {output}",
+             lambda model_dir, input, output, *args, **kwargs: RESUME if str(output) != STDIO else
+             "stdout cannot be resumed: run it again to score from the start")
 def score_file(model_dir: str | Path, input: str | Path, output: str | Path, text_column: str = "text",
                chunk_size: int = DEFAULT_CHUNK_SIZE, batch_size: int | str | None = None, backend: str = "auto",
                resume: bool = False, overwrite: bool = False, windows: bool = False,
                progress: bool = True) -> dict:
-    """Score every text of `input` into `output` ("-" for JSON lines on stdin/stdout); returns a summary dict."""
+    """Score every text of `input` into `output` ("-" for JSON lines on stdin/stdout); returns a summary dict.
+
+    One job at a time writes an output (a second one is refused in one line). SIGTERM stops the job keeping the
+    chunks already scored (exit code 143, one line on stderr): `resume=True` goes on from them; an output is never
+    left half-written."""
+    job = checked_job(input, output, text_column, chunk_size, resume, overwrite)
+    if job.output is None:
+        return _score(job, model_dir, batch_size, backend, resume, windows, progress)
+    busy = (f"--output {job.output}: another sentitune job is writing it now; wait for it to finish or choose "
+            "another --output.")
+    with exclusive_lock(job.output.with_name(f".{job.output.name}.lock"), busy):
+        job = checked_job(input, output, text_column, chunk_size, resume, overwrite)  # again, under the lock
+        return _score(job, model_dir, batch_size, backend, resume, windows, progress)
+
+
+def _score(job: Job, model_dir: str | Path, batch_size: int | str | None, backend: str, resume: bool,
+           windows: bool, progress: bool) -> dict:
     from ..models.loading import model_folder
 
     start = time.perf_counter()
-    job = checked_job(input, output, text_column, chunk_size, resume, overwrite)
     model_dir = model_folder(model_dir)
     chunks = _chunks(job)
     first = next(chunks)
@@ -422,7 +442,11 @@ def with_results(table: pa.Table, probs: np.ndarray, keep: np.ndarray, names: tu
 
 def score_chunks(job: Job, chunks: Iterator[pa.Table], scorer: Scorer, done: set[int], bar: "_NoBar") -> int:
     """Score each chunk not already done into its part (or straight to stdout); returns the rows read."""
-    rows = 0
+    rows, written, stop = 0, [0], Preemption.active()
+    if stop is not None:  # SIGTERM between chunks or while one is scored keeps the parts written
+        stop.progress = lambda: (f"{len(list(job.parts_dir.glob(PART_GLOB)))} chunk(s) of {job.chunk_size:,} rows "
+                                 f"saved in {job.parts_dir}" if job.output is not None else
+                                 f"{written[0]:,} rows were written to stdout as whole lines")
     for index, table in enumerate(chunks):
         rows += len(table)
         if index in done:
@@ -430,8 +454,12 @@ def score_chunks(job: Job, chunks: Iterator[pa.Table], scorer: Scorer, done: set
             continue
         scored = scorer(table, job)
         if job.output is None:
-            _write_json_lines(scored, sys.stdout)
-            sys.stdout.flush()
+            with stop.deferred() if stop is not None else contextlib.nullcontext():  # whole lines only
+                _write_json_lines(scored, sys.stdout)
+                sys.stdout.flush()
+                written[0] += len(scored)
+            if stop is not None and stop.requested:
+                raise stop.stopped(stop.progress())
         else:
             write_part(job, index, scored)
         bar.advance(len(table))

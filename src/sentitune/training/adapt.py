@@ -18,8 +18,10 @@ Trainer's checkpoints, so `resume=True` goes on from the last one, and renamed i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from transformers.trainer_callback import PrinterCallback
 from ..core.errors import SentituneError
 from ..core.io import atomic_write_text, read_yaml
 from ..core.machine import Runtime
+from ..core.preemption import preemptible
 from ..data import clean_text, decided_max_length, prepare_frames, read_source, special_tokens_around
 from ..models.loading import load_pretrained, load_tokenizer, model_id, quiet_transformers, with_attention
 from ..run.config import AdaptConfig, adapt_splits, load_adapt_config, validate_adapt
@@ -55,6 +58,7 @@ from .trainer import (
     exclusive,
     last_complete_checkpoint,
     shared_arguments,
+    train_preemptibly,
 )
 
 log = logging.getLogger("sentitune")
@@ -182,7 +186,11 @@ def pieces(texts: list[str], tokenizer, max_length: int):
 class WholeWordMasking(DataCollatorForLanguageModeling):
     """Whole-word masking on batches padded to their longest piece. `tokenizer.pad` pads token lists but not the
     (start, end) pairs of `offset_mapping` that word boundaries come from, so those are padded here first; examples
-    that are masked already (the held-out ones, masked once) are only padded."""
+    that are masked already (the held-out ones, masked once) are only padded.
+
+    With a `seed`, a batch's masks are drawn from a generator seeded by the seed and the batch's own tokens, not from
+    the global RNG: the Trainer restores the global RNG on a resume only after it has fetched (and masked) the first
+    batch, so masks drawn from it made a resumed run differ from an uninterrupted one."""
 
     def __init__(self, tokenizer, mlm_probability: float, seed: int | None = None):
         super().__init__(tokenizer, whole_word_mask=True, mlm_probability=mlm_probability, mask_replace_prob=1.0,
@@ -193,6 +201,11 @@ class WholeWordMasking(DataCollatorForLanguageModeling):
             return DataCollatorForTokenClassification(self.tokenizer, pad_to_multiple_of=8)(examples)
         width = -(-max(len(e["input_ids"]) for e in examples) // 8) * 8
         left = self.tokenizer.padding_side == "left"
+        if self.seed is not None:
+            digest = hashlib.blake2b(repr((self.seed, [list(e["input_ids"]) for e in examples])).encode(),
+                                     digest_size=8).digest()
+            self.generator = torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+            self._generator_pid = os.getpid()
         return super().torch_call([{**e, "offset_mapping": padded(e["offset_mapping"], width, left)}
                                    for e in examples])
 
@@ -346,7 +359,7 @@ def adapt_trainer(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pi
     args = adapt_arguments(cfg, work.checkpoints_dir, runtime, len(data.train), data.held_out is not None)
     trainer = MaskedPositionsTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.held_out, processing_class=tokenizer,
-        data_collator=WholeWordMasking(tokenizer, cfg.mlm_probability),  # global RNG: a resume restores it
+        data_collator=WholeWordMasking(tokenizer, cfg.mlm_probability, seed=cfg.seed),  # masks a resume redraws alike
         callbacks=[JsonlLogger(work.log_path, work.tb_dir, cfg.batch_size), MlmProgress(cfg.batch_size), *callbacks])
     trainer.remove_callback(PrinterCallback)  # the JSONL log and the progress bar say it already
     return trainer
@@ -373,7 +386,7 @@ def fit(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pieces, work
     trainer = adapt_trainer(cfg, model, tokenizer, runtime, data, work, [count, *callbacks])
     checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    train_preemptibly(trainer, checkpoint, work.path)
     seconds, read = time.perf_counter() - started, trainer.state.num_input_tokens_seen - count.start
     history = trainer.state.log_history  # the Trainer scores the held-out texts at the last step too
     scored = next((h for h in reversed(history) if "eval_loss" in h), {})
@@ -388,6 +401,7 @@ def fit(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pieces, work
         "hardware": runtime.describe()}
 
 
+@preemptible(lambda cfg, *args, **kwargs: f"adapt --name {cfg.name}")
 def adapt(cfg: AdaptConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path:
     """Adapt `cfg.model` to the texts of `cfg.data` and return the finished model folder.
 

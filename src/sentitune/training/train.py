@@ -17,6 +17,7 @@ from transformers import Trainer
 
 from ..core.io import atomic_dir
 from ..core.metrics import classification_metrics, softmax
+from ..core.preemption import preemptible
 from ..data import examples_descriptor, sampling_note
 from ..inference.predict import logits_for_ids
 from ..models.loading import with_attention
@@ -37,6 +38,7 @@ from .trainer import (
     prepare,
     rank,
     selection_metric,
+    train_preemptibly,
     train_shares,
 )
 
@@ -90,6 +92,7 @@ def save_model(model, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> 
         prepared.tokenizer.save_pretrained(str(tmp))
 
 
+@preemptible(lambda cfg, *args, **kwargs: f"--name {cfg.name}")
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=(),
           recipe: Recipe = FINE_TUNE, prepared: Prepared | None = None) -> Path | None:
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0).
@@ -139,7 +142,7 @@ def fit(cfg: TrainConfig, prepared: Prepared, model, work: RunFolder, resume: bo
                                                              RichProgress(per_step, metric), *callbacks], recipe)
     checkpoint = last_complete_checkpoint(work.checkpoints_dir) if resume else None
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    result = train_preemptibly(trainer, checkpoint, work.path)
     if not trainer.is_world_process_zero():
         return None, {}
     stats = {"wall_time_s": time.perf_counter() - started,

@@ -38,6 +38,7 @@ from ..core.errors import SentituneError
 from ..core.extras import install_hint, installed
 from ..core.labels import LabelScheme
 from ..core.machine import Runtime
+from ..core.preemption import Preemption
 from ..data import decided_max_length, prepare_splits, tokenize_splits
 from ..models.loading import load_classifier, load_tokenizer, quiet_transformers
 from ..run.config import TrainConfig, TrainingConfig
@@ -404,6 +405,34 @@ def _tensorboard_writer(folder: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(folder))
+
+
+class StopOnPreemption(TrainerCallback):
+    """SIGTERM during the Trainer's loop (a `Preemption` deferring it): the step under way finishes, then a log and a
+    checkpoint are written at that step (the log keeps a resumed run's loss history whole) and the loop stops."""
+
+    def __init__(self, preemption: Preemption):
+        self.preemption = preemption
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.preemption.requested:
+            control.should_log = control.should_save = control.should_training_stop = True
+
+
+def train_preemptibly(trainer: Trainer, checkpoint: str | None, work: Path):
+    """`trainer.train(resume_from_checkpoint=checkpoint)`; under an active `Preemption` (train, distill, adapt) a
+    SIGTERM stops it with a checkpoint at the step it arrived in, then ends the process with `Preempted` (exit code
+    143, one line on stderr); `--resume` continues from that checkpoint exactly."""
+    stop = Preemption.active()
+    if stop is None:
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.add_callback(StopOnPreemption(stop))
+    with stop.deferred():
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.requested:
+        saved = last_complete_checkpoint(Path(trainer.args.output_dir))
+        raise stop.stopped(f"{Path(saved).name} saved in {work}" if saved else f"no checkpoint yet in {work}")
+    return result
 
 
 class RichProgress(TrainerCallback):
