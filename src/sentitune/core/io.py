@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -85,6 +87,59 @@ def exclusive_lock(path: str | Path, busy: str):
     finally:
         path.unlink(missing_ok=True)
         handle.close()
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
+# torch.save's PytorchStreamWriter reports a short write without an errno ("unexpected pos", "file write failed"),
+# numpy's a short write as an OSError without one: counted as a full disk when little space is left where it wrote
+SHORT_WRITE_WORDS = ("unexpected pos", "failed writing", "file write failed", "requested and")
+LOW_SPACE = 16 << 20
+RESUME_AFTER_FREEING = "free some space, then run the same command with --resume to continue"
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free bytes on the file system that holds `folder` (or its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def disk_full(exc: BaseException, folder: str | Path | None = None) -> bool:
+    """Whether `exc` (or an exception it was raised from) says a write found no space left; `folder`: where the
+    work was writing, to recognise the short writes that come without an errno."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS or any(w in text for w in DISK_FULL_WORDS):
+            return True
+        if folder is not None and (any(w in text for w in SHORT_WRITE_WORDS) or isinstance(exc, OSError)
+                                   and exc.errno is None) and free_bytes(folder) < LOW_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_space_checked(where, hint: str = "free some space, then run the same command again"):
+    """Decorate a stage so that a write that finds the disk full ends it with one line (SentituneError, exit code 2)
+    instead of a traceback; `where(*args, **kwargs)` gives (what to name, the folder it writes to). What the stage
+    wrote before stays as it was: its writes are atomic, so a full disk leaves no half-written file behind."""
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:
+                what, folder = where(*args, **kwargs)
+                if not disk_full(exc, folder):
+                    raise
+                left = f" ({free_bytes(folder) / 1e6:.1f} MB free)" if folder is not None else ""
+                raise SentituneError(f"{what}: no space left on the device that holds {folder or 'the output'}"
+                                     f"{left}; {hint}.") from None
+        return run
+    return decorate
 
 
 def read_yaml(path: str | Path, flag: str):

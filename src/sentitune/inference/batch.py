@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.errors import SentituneError
-from ..core.io import atomic_dir, atomic_write_text, exclusive_lock
+from ..core.io import RESUME_AFTER_FREEING, atomic_dir, atomic_write_text, disk_space_checked, exclusive_lock
 from ..core.preemption import RESUME, Preemption, preemptible
 
 DEFAULT_CHUNK_SIZE = 10_000
@@ -58,6 +58,8 @@ class Job:
 @preemptible(lambda model_dir, input, output, *args, **kwargs: f"--output {output}",
              lambda model_dir, input, output, *args, **kwargs: RESUME if str(output) != STDIO else
              "stdout cannot be resumed: run it again to score from the start")
+@disk_space_checked(lambda model_dir, input, output, *args, **kwargs: (
+    f"--output {output}", None if str(output) == STDIO else Path(output).parent), RESUME_AFTER_FREEING)
 def score_file(model_dir: str | Path, input: str | Path, output: str | Path, text_column: str = "text",
                chunk_size: int = DEFAULT_CHUNK_SIZE, batch_size: int | str | None = None, backend: str = "auto",
                resume: bool = False, overwrite: bool = False, windows: bool = False,

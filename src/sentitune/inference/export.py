@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core.errors import SentituneError
 from ..core.extras import require
-from ..core.io import atomic_dir
+from ..core.io import atomic_dir, disk_space_checked
 from ..models.exported import ONNX_FILES, OPENVINO_FILE
 from ..models.loading import model_folder
 
@@ -69,6 +69,7 @@ def _quantized(src: Path, out: Path) -> None:
         root.level = level
 
 
+@disk_space_checked(lambda model_dir, *args, **kwargs: (f"export {model_dir}", Path(model_dir)))
 def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
     """Write `onnx/model.onnx` (and `onnx/model_quantized.onnx`) into a saved model folder; returns the files.
     `backend_quality` then measures them against torch."""
@@ -99,6 +100,7 @@ def _logits_only(model):
     return Logits().eval()
 
 
+@disk_space_checked(lambda model_dir, *args, **kwargs: (f"export {model_dir}", Path(model_dir)))
 def export_openvino(model_dir: str | Path) -> list[Path]:
     """Write `openvino/openvino_model.xml` (+ .bin, fp32 weights) into a saved model folder, converted from the torch
     model by OpenVINO with SDPA attention and the last layer computing the first token only (the head reads nothing

@@ -41,7 +41,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 
 from ..core.errors import SentituneError
-from ..core.io import atomic_write_text, read_yaml
+from ..core.io import RESUME_AFTER_FREEING, atomic_write_text, disk_space_checked, read_yaml
 from ..core.machine import Runtime
 from ..core.preemption import preemptible
 from ..data import clean_text, decided_max_length, prepare_frames, read_source, special_tokens_around
@@ -402,6 +402,8 @@ def fit(cfg: AdaptConfig, model, tokenizer, runtime: Runtime, data: Pieces, work
 
 
 @preemptible(lambda cfg, *args, **kwargs: f"adapt --name {cfg.name}")
+@disk_space_checked(lambda cfg, *args, **kwargs: (f"adapt --name {cfg.name}", Path(cfg.output_dir)),
+                    RESUME_AFTER_FREEING)
 def adapt(cfg: AdaptConfig, resume: bool = False, overwrite: bool = False, callbacks=()) -> Path:
     """Adapt `cfg.model` to the texts of `cfg.data` and return the finished model folder.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from transformers import Trainer
 
-from ..core.io import atomic_dir
+from ..core.io import RESUME_AFTER_FREEING, atomic_dir, disk_space_checked
 from ..core.metrics import classification_metrics, softmax
 from ..core.preemption import preemptible
 from ..data import examples_descriptor, sampling_note
@@ -93,6 +93,7 @@ def save_model(model, prepared: Prepared, cfg: TrainConfig, model_dir: Path) -> 
 
 
 @preemptible(lambda cfg, *args, **kwargs: f"--name {cfg.name}")
+@disk_space_checked(lambda cfg, *args, **kwargs: (f"--name {cfg.name}", Path(cfg.output_dir)), RESUME_AFTER_FREEING)
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks=(),
           recipe: Recipe = FINE_TUNE, prepared: Prepared | None = None) -> Path | None:
     """Fine-tune `cfg.model` on `cfg.data` and return the finished run folder (None on DDP ranks other than 0).

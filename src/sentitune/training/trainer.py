@@ -32,7 +32,6 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..core.errors import SentituneError
 from ..core.extras import install_hint, installed
@@ -360,10 +359,19 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     """The newest checkpoint that holds its trainer state (a kill mid-save leaves one without)."""
     if not checkpoints.is_dir():
         return None
-    complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
+    complete = [p for p in checkpoints.glob("checkpoint-*") if _readable_state(p / "trainer_state.json")
                 and p.name.split("-")[-1].isdigit()]
-    return (str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete
-            else get_last_checkpoint(str(checkpoints)))
+    # none complete (a kill or a full disk during the first save): training starts over, as a resume of nothing
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+
+
+def _readable_state(path: Path) -> bool:
+    """Whether a checkpoint's trainer state is whole (a full disk can cut it short)."""
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- callbacks a run adds
