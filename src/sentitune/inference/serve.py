@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ..core.extras import require
+from ..models.loading import model_folder
 from .microbatch import MAX_BATCH_TEXTS, MAX_WAIT_MS, Closed, MicroBatcher
 from .predict import SentimentModel, label_decision
 
@@ -126,6 +127,19 @@ def asset(name: str) -> bytes:
     return resources.files("sentitune.inference").joinpath("static", name).read_bytes()
 
 
+class ModelChanged(Exception):
+    """The model folder is not the one the server loaded at start."""
+
+
+def model_stamps(model_dir: str | Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of each file of the model folder: saving or replacing the model changes them."""
+    folder = model_folder(model_dir)
+    try:
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()}
+    except OSError:
+        return {}
+
+
 class Service:
     """What the routes of one app share: the loaded model, the micro-batcher, the limits and the slots that count
     the /predict and /explain requests admitted (waiting or being scored)."""
@@ -136,12 +150,23 @@ class Service:
         self.max_body, self.timeout = max_body, timeout
         self.slots = threading.BoundedSemaphore(max_in_flight)
         # Captum hooks the embedding layer while it explains, so explanations run one at a time on a torch copy
-        # of their own (never on the network /predict is running), loaded on the first request.
+        # of their own (never on the network /predict is running), loaded on the first request: from the same files
+        # as the served model, or not at all (the folder may have been replaced since the server started).
         self.explaining = threading.Lock()
+        self.stamps = model_stamps(model_dir)
+        self._explainer: SentimentModel | None = None
 
-    @functools.cached_property
+    @property
     def explainer(self) -> SentimentModel:
-        return SentimentModel.from_pretrained(self.model_dir, backend="torch", runtime=self.model.runtime)
+        if self._explainer is None:
+            try:
+                loaded = SentimentModel.from_pretrained(self.model_dir, backend="torch", runtime=self.model.runtime)
+            except Exception:  # the folder is being replaced (files missing or half there)
+                loaded = None
+            if loaded is None or model_stamps(self.model_dir) != self.stamps:
+                raise ModelChanged
+            self._explainer = loaded
+        return self._explainer
 
     def predictions(self, probs) -> list[Prediction]:
         return [Prediction(**label_decision(row, self.model.labels.names)) for row in probs]
@@ -299,6 +324,9 @@ def add_explain(app, service: Service) -> None:
                 return _answer(503, "busy: an explanation is running; retry shortly")
             try:
                 return explain(service.explainer, _clean(request.text), request.target).to_dict()
+            except ModelChanged:
+                return _answer(503, f"the model folder {service.model_dir} changed since the server started; "
+                                    "restart the server to explain with the new model")
             finally:
                 service.explaining.release()
         finally:

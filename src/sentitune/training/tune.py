@@ -33,7 +33,7 @@ from rich.console import Console
 from transformers import TrainerCallback
 
 from ..core.errors import SentituneError
-from ..core.io import atomic_write_text, read_yaml
+from ..core.io import atomic_file, atomic_write_text, read_yaml
 from ..run.config import TrainConfig
 from ..run.folder import RunFolder
 
@@ -434,7 +434,8 @@ def write_plots(study: optuna.Study, plots_dir: Path) -> dict[str, str]:
         figure = first.figure
         figure.set_size_inches(max(figure.get_size_inches()[0], 6.4, 2.8 * len(panels)),
                                max(figure.get_size_inches()[1], 4.0))
-        figure.savefig(plots_dir / f"{name}.png", dpi=110, bbox_inches="tight")
+        with atomic_file(plots_dir / f"{name}.png") as tmp:  # workers sharing a study write the same plots
+            figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         plt.close(figure)
         written[name] = f"plots/{name}.png"
     return written
