@@ -667,6 +667,14 @@ def summary(rows: list[Row]) -> str:
     return line + (f" (not as expected: {', '.join(odd)})" if odd else "")
 
 
+def kept_generated_cases(path: Path) -> str:
+    """The generated-cases section of an existing report (from its start marker on), to keep below the corpus."""
+    from generated_cases import START
+
+    text = path.read_text() if path.is_file() else ""
+    return "\n" + text[text.index(START):] if START in text else ""
+
+
 def report(rows: list[Row], only: list[str] | None, command: str, machine: str, wall_s: float) -> str:
     lines = ["# Reliability: bad input and edge cases", ""]
     if only:
@@ -740,7 +748,8 @@ def main() -> None:
         ordered = [rows[c.id] for c in cases]
         command = shlex.join(["python", "benchmarks/reliability.py", *sys.argv[1:]])
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report(ordered, only, command, common.machine(), time.perf_counter() - started))
+        kept = kept_generated_cases(args.out)  # benchmarks/generated_cases.py's part, written by that script
+        args.out.write_text(report(ordered, only, command, common.machine(), time.perf_counter() - started) + kept)
         print(f"{summary(ordered)}; wrote {args.out}")
     finally:
         if args.keep:

@@ -1,4 +1,4 @@
-"""Counts of generated cases (Hypothesis examples, Schemathesis requests, injected faults) for
+"""Settings and counts of generated cases (Hypothesis examples, Schemathesis requests, injected faults) for
 docs/reliability.md: with $SENTITUNE_CASE_COUNTS set, `record` appends one JSON line per count to that file;
 `benchmarks/generated_cases.py` runs the tests that way and writes the totals into the report."""
 
@@ -7,7 +7,14 @@ from __future__ import annotations
 import json
 import os
 
+from hypothesis import HealthCheck
+
 ENV = "SENTITUNE_CASE_COUNTS"
+# The property tests' settings: no example database, no deadline (a loaded 2-core CPU), and the same examples on
+# every run of the default suite (derandomized: a failure is reproducible, not a flake); SENTITUNE_FUZZ=random draws
+# new ones each run (benchmarks/generated_cases.py does).
+FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck),
+            derandomize=os.environ.get("SENTITUNE_FUZZ") != "random")
 
 
 def record(kind: str, name: str, n: int = 1, **facts) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from case_counts import Counter
-from hypothesis import HealthCheck, given, settings
+from case_counts import FUZZ, Counter
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentitune.core.errors import SentituneError
 from sentitune.core.labels import LabelScheme, infer_scheme
 
-FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 EXAMPLES = {"infer": 400, "order": 300}
 NAME = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
                  st.sampled_from(["negative", "neutral", "positive", "neg", "pos", "very negative", "1 star",

@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from case_counts import Counter
-from hypothesis import HealthCheck, given, settings
+from case_counts import FUZZ, Counter
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentitune.core.errors import SentituneError
 from sentitune.data import DataConfig
 from sentitune.run.config import PRESETS, TrainConfig, load_config, validate
 
-FUZZ = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 EXAMPLES = {"values": 300, "text": 150, "cli": 12}
 TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "data"]
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]

@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 import schemathesis
-from case_counts import Counter
-from hypothesis import HealthCheck, given, settings
+from case_counts import FUZZ, Counter
+from hypothesis import given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -58,8 +58,7 @@ def test_the_schema_lists_every_endpoint_and_documents_the_limits(schema):
 def test_generated_requests_get_no_5xx_and_schema_conformant_answers(schema, label, mode):
     with Counter("schemathesis", f"{label} ({mode})") as count:
         @given(case=operation(schema, label).as_strategy(GenerationMode(mode)))
-        @settings(max_examples=EXAMPLES[label, mode], deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=EXAMPLES[label, mode], **FUZZ)
         def run(case):
             count()
             case.call_and_validate()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from case_counts import record
 from conftest import IMDB, tiny_bert
 
 from sentitune.core.errors import SentituneError
@@ -104,6 +105,7 @@ def straight_run(tiny_model, tiny_run, tmp_path_factory):
 
 @pytest.mark.parametrize("point, resumed_from", [
     ("prepare", None),       # killed while tokenizing: nothing written yet
+    ("step:2", None),        # training, before the first checkpoint: a resume trains from the start
     ("step:5", "checkpoint-4"),  # mid-step in epoch 1
     ("step:9", "checkpoint-8"),  # mid-step in epoch 2: the length-grouped order of epoch 2 is restored
     ("save:8", "checkpoint-4"),  # checkpoint 8 half-written: skipped
@@ -124,6 +126,7 @@ def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_metrics(straight_ru
         shutil.copytree(straight, run)  # an older run to replace
     killed = kill_at(point, *args, "--name", "run", *(("--overwrite",) if point == "swap" else ()),
                      env={"SENTITUNE_CACHE": str(tmp_path / "cache")})
+    record("fault", f"SIGKILL at {point} (train)")
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not run.exists()  # nothing that looks finished after a crash
     resumed = in_process(*args, "--name", "run", "--resume")

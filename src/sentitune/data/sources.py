@@ -8,6 +8,7 @@ rows) and any of `label_name`, `rating`, `movie`, `id`. Labels are encoded into 
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -214,11 +215,21 @@ def read_table(path: Path, cfg: DataConfig) -> pd.DataFrame:
             if suffix in {".csv", ".tsv"}:
                 df = _read_delimited(text, "\t" if suffix == ".tsv" else ",", cfg.text_column)
             else:
-                df = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
-        except ValueError as exc:
+                df = _read_json(text, lines=suffix == ".jsonl")
+        except (ValueError, TypeError) as exc:
             raise SentituneError(f"{path}: cannot parse as {suffix[1:].upper()} ({str(exc).splitlines()[0]}); "
                                  "fix the file.") from None
     return df
+
+
+def _read_json(text: str, lines: bool) -> pd.DataFrame:
+    try:
+        return pd.read_json(io.StringIO(text), lines=lines)
+    except ValueError as exc:
+        if not str(exc).startswith(("Value is too small", "Value is too big")):
+            raise
+    # pandas' parser holds 64-bit integers only (a rating column of 2**63 is still a valid file); Python's holds any
+    return pd.DataFrame([json.loads(line) for line in text.split("\n") if line.strip()] if lines else json.loads(text))
 
 
 def _read_delimited(text: str, sep: str, text_column: str) -> pd.DataFrame:
