@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -183,3 +184,30 @@ def test_outside_a_loop_sigterm_stops_at_once_and_the_old_handler_comes_back(cap
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested  # deferred: the loop stops at its next safe point
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+DANGLING_SIGNAL_STACK = """
+import ctypes, os, signal
+from sentitune.core.preemption import Preemption, _StackT
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                                          ctypes.c_int, ctypes.c_long]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+size = 1 << 16
+address = libc.mmap(None, size, 3, 0x22, -1, 0)  # PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
+assert libc.sigaltstack(ctypes.byref(_StackT(address, 0, size)), None) == 0
+libc.munmap(address, size)  # the thread's alternate stack now points at freed memory
+with Preemption("--name x"):
+    os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the alternate signal stack is set through Linux's stack_t")
+def test_sigterm_is_handled_after_a_library_freed_the_alternate_signal_stack():
+    """OpenVINO's CPU plugin left the main thread's alternate signal stack pointing at freed memory (after the export
+    tests): SIGTERM then ended the process with SIGSEGV (exit 139) instead of reaching the handler."""
+    result = subprocess.run([sys.executable, "-c", DANGLING_SIGNAL_STACK], capture_output=True, text=True, timeout=60)
+    record("fault", "SIGTERM with a freed alternate signal stack")
+    assert result.returncode == 143, (result.returncode, result.stderr[-2000:])
+    assert result.stderr.startswith("stopped: --name x: SIGTERM received;")

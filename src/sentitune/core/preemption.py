@@ -12,6 +12,7 @@ and how to continue (`--resume`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import signal
 import sys
@@ -22,6 +23,28 @@ from .errors import LINE_BREAKS
 
 EXIT_CODE = 128 + signal.SIGTERM  # 143
 RESUME = "run the same command with --resume to continue"
+SIGNAL_STACK_BYTES = 1 << 18
+
+
+class _StackT(ctypes.Structure):  # Linux's stack_t
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@functools.lru_cache(maxsize=1)
+def _signal_stack() -> ctypes.Array:
+    return ctypes.create_string_buffer(SIGNAL_STACK_BYTES)  # lives as long as the process
+
+
+def sound_signal_stack() -> None:
+    """Give the calling thread an alternate signal stack that lives as long as the process (Linux). Python installs
+    its handlers with SA_ONSTACK, and OpenVINO's CPU plugin can leave the thread's alternate stack pointing at memory
+    it has freed (seen after compiled models were released out of order): the kernel then cannot deliver SIGTERM and
+    ends the process with SIGSEGV instead of running the handler."""
+    if sys.platform != "linux":
+        return
+    stack = _signal_stack()
+    new = _StackT(ctypes.cast(stack, ctypes.c_void_p), 0, SIGNAL_STACK_BYTES)
+    ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(new), None)
 
 
 class Preempted(SystemExit):
@@ -49,6 +72,7 @@ class Preemption:
 
     def __enter__(self) -> "Preemption":
         if threading.current_thread() is threading.main_thread():
+            sound_signal_stack()
             self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
             self.installed = True
             Preemption._stack.append(self)
