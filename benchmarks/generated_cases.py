@@ -81,7 +81,8 @@ FOUND = [  # what the generated cases found, and the fix (each kept as a regular
      "incomplete one and crashed", "starts over (tests/test_disk_full.py)"),
     ("preemption", "after OpenVINO models were compiled and released (the export tests), SIGTERM ended the process "
      "with SIGSEGV (exit 139; CI): OpenVINO's CPU plugin left the main thread's alternate signal stack on freed memory",
-     "a Preemption gives the thread an alternate signal stack of its own (tests/test_preemption.py)"),
+     "after each OpenVINO compile and on each Preemption the thread gets an alternate signal stack that lives as long "
+     "as the process (tests/test_preemption.py, tests/test_export.py)"),
     ("data", "a JSON/JSONL integer beyond 64 bits in another column (a rating of -2**63 - 1) refused a valid file",
      "read through Python's json where pandas' parser refuses it (tests/test_data_sources_fuzz.py)"),
     ("resume", "adapt resumed inexactly: the Trainer restores the RNG only after the first resumed batch is masked",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -64,6 +65,37 @@ def test_missing_graph_names_the_export_command(tiny_model):
 
 needs_openvino = pytest.mark.skipif(__import__("importlib").util.find_spec("openvino") is None,
                                     reason="the package openvino is not installed (pip install 'sentitune[openvino]')")
+
+
+OPENVINO_THEN_SIGTERM = """
+import gc, os, signal, sys, time
+from pathlib import Path
+from sentitune.core.machine import Runtime
+from sentitune.inference.predict import SentimentModel
+
+first, second = (SentimentModel.from_pretrained(Path(sys.argv[1]), backend="openvino", runtime=Runtime.resolve(p))
+                 for p in ("fp32", "bf16"))
+first.score(["fine"]), second.score(["fine"])
+del first; gc.collect()
+del second; gc.collect()  # released in the order they were compiled: OpenVINO restores a stack it freed
+signal.signal(signal.SIGTERM, lambda *args: print("handled"))
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.1)
+"""
+
+
+@needs_openvino
+def test_sigterm_reaches_its_handler_after_openvino_models_are_released(tmp_path):
+    """OpenVINO's CPU plugin swaps the thread's alternate signal stack at compile time and restores the one it found
+    on release: models released in the order they were compiled left it on freed memory, and SIGTERM then ended the
+    process with SIGSEGV (exit 139) instead of running Python's handler."""
+    from conftest import tiny_bert
+
+    folder = tiny_bert(tmp_path / "m")
+    export_openvino(folder)
+    result = subprocess.run([sys.executable, "-c", OPENVINO_THEN_SIGTERM, str(folder)], capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stdout.strip()) == (0, "handled"), result.stderr[-2000:]
 
 
 @needs_openvino

@@ -18,6 +18,7 @@ from ..core.errors import SentituneError
 from ..core.labels import LabelScheme
 from ..core.machine import Runtime, pick_backend
 from ..core.metrics import softmax
+from ..core.preemption import sound_signal_stack
 from ..data import clean_text, model_token_limit, special_tokens_around, tokenize_function
 from ..models.exported import exported_backends, onnx_path, require_runtime
 from ..models.loading import load_classifier, load_tokenizer, model_folder
@@ -119,6 +120,7 @@ class OpenVinoClassifier(OnnxClassifier):
         settings = {"INFERENCE_PRECISION_HINT": "bf16" if runtime.precision == "bf16" else "f32",
                     "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": runtime.threads or torch.get_num_threads()}
         self.compiled = ov.Core().compile_model(str(path), "CPU", settings)
+        sound_signal_stack()  # OpenVINO swapped the thread's signal stack for one it frees with the model
         self.config, self._local = config, threading.local()
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
