@@ -402,7 +402,7 @@ def _score_file(model: Path, texts: list[str] | None, file: Path | None, input_:
 
 def _text_lines(file: Path) -> list[str]:
     """Non-empty lines of a UTF-8 text file, split on newlines only (reviews may hold other Unicode line breaks)."""
-    from ..data.sources import decode_utf8
+    from ..core.io import decode_utf8
 
     if not file.is_file():
         raise SentituneError(f"--file {file}: file not found.")

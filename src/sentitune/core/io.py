@@ -142,16 +142,23 @@ def disk_space_checked(where, hint: str = "free some space, then run the same co
     return decorate
 
 
+def decode_utf8(raw: bytes, where: str) -> str:
+    """`raw` as UTF-8 text; one-line error naming `where` and the byte offset otherwise."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SentituneError(f"{where}: invalid UTF-8 at byte offset {exc.start}; "
+                             "re-encode the file as UTF-8.") from None
+
+
 def read_yaml(path: str | Path, flag: str):
     """A YAML file's content ({} when empty); one-line errors naming `flag` for a missing or invalid file."""
     path = Path(path)
     if not path.is_file():
         raise SentituneError(f"{flag} {path}: file not found.")
+    text = decode_utf8(path.read_bytes(), f"{flag} {path}")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise SentituneError(f"{flag} {path}: invalid UTF-8 at byte offset {exc.start}; re-encode the file as "
-                             "UTF-8.") from None
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise SentituneError(f"{flag} {path}: not valid YAML ({(str(exc).splitlines() or ['?'])[0]}).") from None
     except RecursionError:

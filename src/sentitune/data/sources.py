@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import SentituneError
+from ..core.io import decode_utf8
 from .config import DATA_ENV, LOCAL_FORMS, DataConfig
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
@@ -123,15 +124,6 @@ def _unique(names: list[str]) -> list[str]:
         seen.add(new)
         out.append(new)
     return out
-
-
-def decode_utf8(raw: bytes, where: str) -> str:
-    """`raw` as UTF-8 text; one-line error naming `where` and the byte offset otherwise."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SentituneError(f"{where}: invalid UTF-8 at byte offset {exc.start}; "
-                             "re-encode the file as UTF-8.") from None
 
 
 _ACL_NAME = re.compile(r"(\d+)_(\d+)\.txt$")
